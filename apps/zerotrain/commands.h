@@ -1,0 +1,17 @@
+// The CLI's subcommands. Each lives in its own file and registers itself on the root app; its callback
+// sets the process exit code through the int it is handed.
+#pragma once
+
+namespace CLI {
+class App;
+}
+
+namespace zerotrain::cli {
+
+// `zerotrain config check CONFIG [--world-size N] [--json]`
+void add_config_command(CLI::App& app, int& exit_code);
+
+// `zerotrain estimate ...`
+void add_estimate_command(CLI::App& app, int& exit_code);
+
+}  // namespace zerotrain::cli

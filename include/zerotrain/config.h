@@ -1,0 +1,267 @@
+// zerotrain's DeepSpeed config: a DeepSpeed JSON config parsed, validated and resolved once into immutable typed
+// structs. Components receive the small struct they need (ZeroConfig, Fp16Config, ...), never the whole config.
+//
+//   auto cfg = zerotrain::Config::from_file("ds_config.json", {.world_size = 8});
+//   cfg.batch().gradient_accumulation_steps;  cfg.zero().stage;
+//
+// Every user error (invalid JSON, unknown key, wrong type, out of range, inconsistent batch sizes, ...) is a
+// ConfigError listing every problem found, each naming the JSON path, the value and what is allowed.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace zerotrain {
+
+// A config that cannot be used. what() lists every error, one per line.
+class ConfigError : public std::runtime_error {
+ public:
+  explicit ConfigError(std::vector<std::string> errors);
+  const std::vector<std::string>& errors() const { return errors_; }  // one message per problem
+
+ private:
+  std::vector<std::string> errors_;
+};
+
+// Facts of the run that resolve batch rules and "auto" values.
+struct RunInfo {
+  int world_size = 1;                                  // data-parallel ranks
+  std::optional<int64_t> micro_batch_per_gpu;          // resolves "auto" train_micro_batch_size_per_gpu
+  std::optional<int64_t> gradient_accumulation_steps;  // resolves "auto" gradient_accumulation_steps
+  std::optional<int64_t> hidden_size;                  // resolves "auto" bucket sizes as Hugging Face does
+  std::optional<double> lr;                            // resolves "auto" optimizer lr / warmup_max_lr
+  std::optional<double> weight_decay;                  // resolves "auto" weight_decay
+  std::optional<int64_t> total_num_steps;              // resolves "auto" scheduler total_num_steps
+  std::optional<int64_t> warmup_num_steps;             // resolves "auto" scheduler warmup_num_steps
+};
+
+// Where an effective value came from.
+enum class ValueOrigin {
+  kFile,     // written in the config
+  kDefault,  // DeepSpeed's code default
+  kAuto,     // "auto" in the config, resolved from RunInfo
+  kDerived,  // computed from other values (batch rules, stage-dependent defaults)
+};
+
+// The batch triple after DeepSpeed's rules: train_batch_size = micro * gas * world_size.
+struct BatchConfig {
+  int64_t train_batch_size = 0;             // samples per optimizer step, all ranks
+  int64_t micro_batch_per_gpu = 0;          // samples per rank per forward
+  int64_t gradient_accumulation_steps = 0;  // micro-steps per optimizer step
+};
+
+enum class OptimizerKind { kNone, kAdam, kAdamW, kLamb, kLion, kAdagrad, kSGD, kOther };
+
+// The optimizer the engine builds. Fields not used by `kind` keep their defaults.
+struct OptimizerConfig {
+  OptimizerKind kind = OptimizerKind::kNone;  // kNone: no "optimizer" section (the client brings one)
+  std::string type;                            // as written, e.g. "AdamW"
+  double lr = 1e-3;
+  std::array<double, 2> betas{0.9, 0.999};
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+  bool adam_w_mode = true;      // Adam/AdamW: decoupled weight decay (DeepSpeed's default for "Adam" too)
+  bool bias_correction = true;  // Adam/AdamW/Lamb
+  bool torch_adam = false;      // Adam/AdamW: requested torch's implementation (same math)
+  bool fp32_optimizer_states = true;  // Adam/AdamW with CPU offload
+  double momentum = 0.0;        // SGD
+  double dampening = 0.0;       // SGD
+  bool nesterov = false;        // SGD
+  double max_coeff = 10.0;      // Lamb trust-ratio clamp
+  double min_coeff = 0.01;      // Lamb trust-ratio clamp
+  bool eps_inside_sqrt = false; // Lamb
+  double lr_decay = 0.0;        // Adagrad
+  double initial_accumulator_value = 0.0;  // Adagrad
+};
+
+enum class SchedulerKind { kNone, kWarmupLR, kWarmupDecayLR, kWarmupCosineLR, kOneCycle, kLRRangeTest, kOther };
+enum class WarmupType { kLog, kLinear };
+
+// The learning-rate schedule, with DeepSpeed's parameter names. Fields not used by `kind` keep defaults.
+struct SchedulerConfig {
+  SchedulerKind kind = SchedulerKind::kNone;
+  std::string type;                          // as written
+  double warmup_min_lr = 0.0;                // WarmupLR, WarmupDecayLR
+  std::optional<double> warmup_max_lr;       // WarmupLR: unset = the optimizer's lr
+  int64_t warmup_num_steps = 1000;           // Warmup*
+  WarmupType warmup_type = WarmupType::kLog;
+  std::optional<int64_t> total_num_steps;    // WarmupDecayLR, WarmupCosineLR
+  double warmup_min_ratio = 0.0;             // WarmupCosineLR
+  double cos_min_ratio = 1e-4;               // WarmupCosineLR
+  double cycle_min_lr = 0.0, cycle_max_lr = 0.0, decay_lr_rate = 0.0;                      // OneCycle
+  int64_t cycle_first_step_size = 2000;                                                    // OneCycle
+  std::optional<int64_t> cycle_second_step_size;                                           // OneCycle
+  int64_t cycle_first_stair_count = 0;                                                     // OneCycle
+  std::optional<int64_t> cycle_second_stair_count;                                         // OneCycle
+  int64_t decay_step_size = 0;                                                             // OneCycle
+  bool cycle_momentum = true;                                                              // OneCycle
+  double cycle_min_mom = 0.8, cycle_max_mom = 0.9, decay_mom_rate = 0.0;                  // OneCycle
+  double lr_range_test_min_lr = 1e-3, lr_range_test_step_rate = 1.0;                       // LRRangeTest
+  int64_t lr_range_test_step_size = 2000;                                                  // LRRangeTest
+  bool lr_range_test_staircase = false;                                                    // LRRangeTest
+  int64_t last_batch_iteration = -1;        // resume point of the schedule
+};
+
+enum class Precision { kFp32, kFp16, kBf16 };
+
+// fp16 mixed precision and DeepSpeed's loss scaler.
+struct Fp16Config {
+  bool enabled = false;
+  bool auto_cast = false;              // cast floating inputs of forward to fp16
+  double loss_scale = 0;               // > 0: static scale; 0: dynamic
+  int initial_scale_power = 16;        // dynamic scale starts at 2^this ...
+  bool dynamic_args_given = false;     // ... but DeepSpeed's ZeRO path starts at 2^32 when no dynamic key is set
+  int64_t loss_scale_window = 1000;    // overflow-free steps before the scale doubles
+  int hysteresis = 2;                  // overflows tolerated before the scale halves
+  bool consecutive_hysteresis = false; // refill hysteresis after each clean step
+  double min_loss_scale = 1;           // floor of the dynamic scale
+};
+
+// bf16 mixed precision (fp32 master weights and gradient accumulation).
+struct Bf16Config {
+  bool enabled = false;
+  bool immediate_grad_update = false;
+  bool check_grad_overflow = true;  // skip the step on inf/NaN gradients
+};
+
+enum class OffloadDevice { kNone, kCpu, kNvme };
+
+struct OffloadOptimizerConfig {
+  OffloadDevice device = OffloadDevice::kNone;
+  std::string nvme_path;  // required with kNvme
+  int64_t buffer_count = 4;
+  bool pin_memory = true;
+  bool pipeline_read = false;
+  bool pipeline_write = false;
+  bool fast_init = false;
+  double ratio = 1.0;  // fraction offloaded (< 1 only at stage 3)
+};
+
+struct OffloadParamConfig {
+  OffloadDevice device = OffloadDevice::kNone;
+  std::string nvme_path;  // required with kNvme
+  int64_t buffer_count = 5;
+  int64_t buffer_size = 100'000'000;
+  int64_t max_in_cpu = 1'000'000'000;
+  bool pin_memory = true;
+};
+
+// zero_optimization.
+struct ZeroConfig {
+  int stage = 0;
+  bool contiguous_gradients = true;
+  bool reduce_scatter = true;
+  int64_t reduce_bucket_size = 500'000'000;      // elements
+  bool allgather_partitions = true;
+  int64_t allgather_bucket_size = 500'000'000;   // elements
+  bool overlap_comm = false;                     // resolved: unset = (stage == 3)
+  bool load_from_fp32_weights = true;
+  int64_t sub_group_size = 1'000'000'000;
+  int64_t prefetch_bucket_size = 50'000'000;     // stage3_prefetch_bucket_size
+  int64_t param_persistence_threshold = 100'000; // stage3_param_persistence_threshold
+  int64_t model_persistence_threshold = INT64_MAX;
+  int64_t max_live_parameters = 1'000'000'000;   // stage3_max_live_parameters
+  int64_t max_reuse_distance = 1'000'000'000;    // stage3_max_reuse_distance
+  bool gather_16bit_weights_on_model_save = false;
+  int64_t module_granularity_threshold = 0;
+  bool ignore_unused_parameters = true;
+  bool round_robin_gradients = false;
+  bool memory_efficient_linear = true;
+  bool override_module_apply = true;
+  bool log_trace_cache_warnings = false;
+  bool enable_sanity_checks = false;
+  std::vector<std::string> leaf_module_classes, leaf_module_names, leaf_module_name_suffixes;
+  OffloadOptimizerConfig offload_optimizer;
+  OffloadParamConfig offload_param;
+};
+
+// aio: the asynchronous I/O engine behind NVMe offload.
+struct AioConfig {
+  int64_t block_size = 1'048'576;
+  int64_t queue_depth = 8;
+  int64_t intra_op_parallelism = 1;
+  bool single_submit = false;
+  bool overlap_events = true;
+  bool use_gds = false;
+};
+
+// Top-level gradient handling.
+struct GradientConfig {
+  double clipping = 1.0;                   // global L2 norm; 0 = off
+  bool prescale = false;                   // divide before the reduction
+  double predivide_factor = 1.0;
+  bool allreduce_sum = false;              // gradient_allreduce_op "sum" (default "mean")
+  std::optional<Precision> communication_dtype;  // unset = the training dtype
+  std::optional<Precision> accumulation_dtype;   // data_types.grad_accum_dtype
+};
+
+// Logging and bookkeeping.
+struct LoggingConfig {
+  std::optional<int64_t> steps_per_print;  // unset: no periodic progress line
+  bool dump_state = false;
+  bool wall_clock_breakdown = false;
+  bool memory_breakdown = false;
+};
+
+// One effective key: its value, and where it came from.
+struct EffectiveValue {
+  std::string path;        // "zero_optimization.stage"
+  std::string value_json;  // the value as JSON text
+  ValueOrigin origin;
+  std::string note;        // e.g. "auto: micro_batch * gas * world_size"; may be empty
+};
+
+// A validated, resolved DeepSpeed config. Immutable: build one with from_file / from_string.
+class Config {
+ public:
+  // Parses a DeepSpeed JSON config file. Throws ConfigError.
+  static Config from_file(const std::string& path, const RunInfo& run = {});
+  // Parses DeepSpeed JSON text. `source` names it in messages. Throws ConfigError.
+  static Config from_string(std::string_view json_text, const RunInfo& run = {},
+                            std::string_view source = "<string>");
+
+  const BatchConfig& batch() const;
+  const OptimizerConfig& optimizer() const;
+  const SchedulerConfig& scheduler() const;
+  Precision precision() const;  // kFp16 / kBf16 when enabled, else kFp32
+  const Fp16Config& fp16() const;
+  const Bf16Config& bf16() const;
+  const ZeroConfig& zero() const;
+  const AioConfig& aio() const;
+  const GradientConfig& gradients() const;
+  const LoggingConfig& logging() const;
+  const RunInfo& run() const;
+
+  // Valid DeepSpeed features this config turns on that zerotrain does not implement yet, one entry per
+  // feature: "sparse attention (sparse_attention.mode)". The engine refuses to start when non-empty.
+  const std::vector<std::string>& unsupported_features() const;
+  // Warnings: deprecated keys that were mapped, settings that have no effect here.
+  const std::vector<std::string>& warnings() const;
+  // Every key of the effective config (file, defaults, resolved "auto"), in schema order.
+  const std::vector<EffectiveValue>& effective_values() const;
+  // The effective config as DeepSpeed JSON (DeepSpeed's key names), pretty-printed.
+  std::string to_json() const;
+  // Throws ConfigError naming each feature in unsupported_features(); the engine calls this at startup.
+  void require_supported() const;
+
+  struct Data;  // the parsed state (src/config/config_data.h)
+
+ private:
+  explicit Config(std::shared_ptr<const Data> data);
+  std::shared_ptr<const Data> data_;
+};
+
+// DeepSpeed's batch rules: any two of (train, micro, gas) determine the third (floor division, as DeepSpeed),
+// one alone sets gas = 1, none is an error, and train == micro * gas * world_size must hold.
+// Throws ConfigError whose message prints all four numbers.
+BatchConfig resolve_batch(std::optional<int64_t> train_batch_size, std::optional<int64_t> micro_batch_per_gpu,
+                          std::optional<int64_t> gradient_accumulation_steps, int world_size);
+
+}  // namespace zerotrain

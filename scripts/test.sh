@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# One command that sets everything up and runs every test: bootstrap, build, GoogleTest suites and the
+# find_package consumer build (ctest), the CLI and Python tests (pytest), and a short fuzz of the config reader.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD_DIR="${ZEROTRAIN_BUILD_DIR:-$ROOT/build}"
+JOBS="${ZEROTRAIN_JOBS:-$(nproc)}"
+
+"$ROOT/scripts/bootstrap.sh"
+PYTHON="$(cat "$BUILD_DIR/python-path.txt")"
+cmake --build "$BUILD_DIR" -j "$JOBS"
+
+status=0
+ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$JOBS" || status=1
+
+# pytest exits 5 when it collects nothing; that is not a failure of the suite.
+set +e
+ZEROTRAIN_BIN="$BUILD_DIR/zerotrain" "$PYTHON" -m pytest -q "$ROOT/tests/cli"
+rc=$?
+set -e
+if [ $rc -ne 0 ] && [ $rc -ne 5 ]; then status=1; fi
+
+"$ROOT/scripts/fuzz.sh" "${ZEROTRAIN_FUZZ_SECONDS:-60}" || status=1
+
+if [ $status -ne 0 ]; then echo "zerotrain tests: FAILED" >&2; else echo "zerotrain tests: all passed"; fi
+exit $status

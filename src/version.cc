@@ -1,0 +1,7 @@
+#include "zerotrain/version.h"
+
+namespace zerotrain {
+
+std::string_view version() { return kVersion; }
+
+}  // namespace zerotrain
