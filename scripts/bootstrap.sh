@@ -15,7 +15,7 @@ DEB_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config clang
   nlohmann-json3-dev libcli11-dev libfmt-dev libspdlog-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libopenmpi-dev openmpi-bin libhwy-dev liburing-dev
+  libopenmpi-dev openmpi-bin libhwy-dev liburing-dev pdsh
 )
 
 log() { printf '[bootstrap] %s\n' "$*" >&2; }

@@ -7,6 +7,8 @@ BUILD_DIR="${ZEROTRAIN_BUILD_DIR:-$ROOT/build}"
 JOBS="${ZEROTRAIN_JOBS:-$(nproc)}"
 
 "$ROOT/scripts/bootstrap.sh"
+# Tests run in parallel on few cores and use tiny tensors: one intra-op thread each.
+export OMP_NUM_THREADS=1
 PYTHON="$(cat "$BUILD_DIR/python-path.txt")"
 cmake --build "$BUILD_DIR" -j "$JOBS"
 

@@ -14,4 +14,10 @@ void add_config_command(CLI::App& app, int& exit_code);
 // `zerotrain estimate ...`
 void add_estimate_command(CLI::App& app, int& exit_code);
 
+// `zerotrain launch [FLAGS] PROGRAM [ARGS...]`
+void add_launch_command(CLI::App& app, int& exit_code);
+
+// `zerotrain train --config CFG [--model NAME] [--steps N]` (built only with the LibTorch library)
+void add_train_command(CLI::App& app, int& exit_code);
+
 }  // namespace zerotrain::cli

@@ -14,6 +14,10 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   zerotrain::cli::add_config_command(app, exit_code);
   zerotrain::cli::add_estimate_command(app, exit_code);
+  zerotrain::cli::add_launch_command(app, exit_code);
+#ifdef ZEROTRAIN_CLI_WITH_TORCH
+  zerotrain::cli::add_train_command(app, exit_code);
+#endif
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -116,8 +116,9 @@ struct Fp16Config {
   bool enabled = false;
   bool auto_cast = false;              // cast floating inputs of forward to fp16
   double loss_scale = 0;               // > 0: static scale; 0: dynamic
-  int initial_scale_power = 16;        // dynamic scale starts at 2^this ...
-  bool dynamic_args_given = false;     // ... but DeepSpeed's ZeRO path starts at 2^32 when no dynamic key is set
+  int initial_scale_power = 16;        // dynamic scale starts at 2^this (ZeRO or not, as DeepSpeed since PR #6976)
+  bool dynamic_args_given = false;     // any dynamic-scaling key written (older DeepSpeed started ZeRO at 2^32
+                                       // when none was; current DeepSpeed and zerotrain do not)
   int64_t loss_scale_window = 1000;    // overflow-free steps before the scale doubles
   int hysteresis = 2;                  // overflows tolerated before the scale halves
   bool consecutive_hysteresis = false; // refill hysteresis after each clean step

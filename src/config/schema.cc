@@ -15,7 +15,7 @@ const Index& index() {
   static const Index idx = [] {
     Index i;
     for (auto* section : {&schema_top_level, &schema_optimizer, &schema_precision, &schema_zero, &schema_io,
-                          &schema_monitoring, &schema_features}) {
+                          &schema_monitoring, &schema_features, &schema_compression}) {
       auto part = (*section)();
       i.specs.insert(i.specs.end(), part.begin(), part.end());
     }

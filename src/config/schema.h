@@ -77,7 +77,8 @@ std::vector<KeySpec> schema_zero();          // zero_optimization and its offloa
 std::vector<KeySpec> schema_io();            // aio, checkpoint, nebula, datastates
 std::vector<KeySpec> schema_monitoring();    // flops_profiler, tensorboard, csv_monitor, wandb, comet,
                                              // comms_logger, timers, activation_checkpointing
-std::vector<KeySpec> schema_features();      // autotuning, elasticity, pipeline, tensor_parallel,
+std::vector<KeySpec> schema_features();
+std::vector<KeySpec> schema_compression();   // compression_training      // autotuning, elasticity, pipeline, tensor_parallel,
                                              // compression_training, sparse_attention, data_efficiency,
                                              // curriculum_learning, progressive_layer_drop, eigenvalue,
                                              // hybrid_engine, compile, weight_quantization, ...

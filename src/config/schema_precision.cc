@@ -18,7 +18,7 @@ std::vector<KeySpec> schema_precision() {
       {.path = "fp16.loss_scale_window", .type = KeyType::kInt, .def = "1000",
        .doc = "Steps without overflow before the dynamic scale doubles.", .rule = {.min = 0}},
       {.path = "fp16.hysteresis", .type = KeyType::kInt, .def = "2",
-       .doc = "Overflows tolerated before the dynamic scale halves.", .rule = {.min = 0}},
+       .doc = "Overflows tolerated before the dynamic scale halves.", .rule = {.min = 1}},
       {.path = "fp16.consecutive_hysteresis", .type = KeyType::kBool, .def = "false",
        .doc = "Refill the hysteresis after every step without overflow."},
       {.path = "fp16.min_loss_scale", .type = KeyType::kNumber, .def = "1",

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# One call on a GPU machine (device tool): build zerotrain against the machine's torch, run the GPU tests, the
+# parity grid on every GPU with NCCL, and zerotrain vs the peers (DDP, torch ZeRO-1, FSDP2) on the same model,
+# batch and GPUs; print a table at the end. Needs .deps/ (scripts/fetch_gpu_deps.sh) carried along.
+#   device run: carry [".deps"], command "bash bench/gpu/run.sh"
+# Environment: ZT_BENCH=0 skips the benchmarks; ZT_STEPS (default 10) timed steps per benchmark.
+set -uo pipefail
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+OUT="${OUT:-/tmp/zt-out}"
+mkdir -p "$OUT"
+LOG="$OUT/run.log"
+: > "$LOG"
+summary=()
+note() { echo "$*" | tee -a "$LOG"; summary+=("$*"); }
+
+DEPS=/tmp/zt-deps
+mkdir -p "$DEPS"
+for f in .deps/*.deb; do dpkg -x "$f" "$DEPS"; done
+PY=python3
+TORCH_PREFIX="$($PY -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')"
+NGPU="$($PY -c 'import torch; print(torch.cuda.device_count())')"
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee -a "$LOG"
+echo "torch $($PY -c 'import torch; print(torch.__version__)'), $NGPU GPUs" | tee -a "$LOG"
+
+t0=$(date +%s)
+cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$DEPS/usr" \
+  -DTORCH_CUDA_ARCH_LIST=9.0 -DCMAKE_CUDA_ARCHITECTURES=90 >"$OUT/cmake.log" 2>&1 || { tail -40 "$OUT/cmake.log"; exit 1; }
+TESTS="shard_optimizer_test engine_test flat_layout_test loss_scaler_test lr_schedule_test models_test data_test"
+cmake --build build-gpu -j "$(nproc)" --target zerotrain_cli parity_worker train_bench $TESTS >"$OUT/build.log" 2>&1 \
+  || { grep -E "error|Error" "$OUT/build.log" | head -40; exit 1; }
+note "build: $(( $(date +%s) - t0 )) s"
+
+for t in $TESTS; do
+  if [ -x "build-gpu/tests/unit/$t" ]; then
+    "build-gpu/tests/unit/$t" >"$OUT/$t.log" 2>&1
+    note "$t: $(grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$OUT/$t.log" | tr '\n' ' ')"
+  fi
+done
+
+ZT=build-gpu/zerotrain
+"$ZT" launch --no_local_rank build-gpu/tests/distributed/parity_worker --device cuda >"$OUT/parity.log" 2>&1
+grep PARITY "$OUT/parity.log" | tee -a "$LOG"
+note "parity ($NGPU GPUs, NCCL): $(tail -1 "$OUT/parity.log")"
+
+if [ "${ZT_BENCH:-1}" = 1 ]; then
+  STEPS="${ZT_STEPS:-10}"
+  SHAPE="--layers 22 --hidden 2048 --heads 32 --kv_heads 4 --ffn 5632 --vocab 32000 --seq 2048 --mb 4"
+  for mode in ddp zero1 fsdp2 fsdp2_noreshard; do
+    $PY -m torch.distributed.run --standalone --nproc_per_node "$NGPU" bench/peers/train_anchor.py --mode $mode $SHAPE \
+      --steps "$STEPS" >"$OUT/peer_$mode.log" 2>&1
+    note "$(grep RESULT "$OUT/peer_$mode.log" || echo "peer $mode: failed: $(tail -2 "$OUT/peer_$mode.log")")"
+  done
+  for stage in 0 1 2; do
+    "$ZT" launch --no_local_rank build-gpu/bench/train_bench --model llama-1.1b --stage $stage --seq 2048 --mb 4 \
+      --steps "$STEPS" >"$OUT/zt_stage$stage.log" 2>&1
+    note "$(grep RESULT "$OUT/zt_stage$stage.log" || echo "zerotrain stage $stage: failed: $(tail -3 "$OUT/zt_stage$stage.log")")"
+  done
+fi
+
+echo
+echo "================================ summary ================================"
+printf '%s\n' "${summary[@]}"

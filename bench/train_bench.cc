@@ -1,0 +1,103 @@
+// End-to-end training throughput of zerotrain on a built-in model, measured like bench/peers/train_anchor.py
+// (random tokens, median step time after warmup, tokens/s per GPU, TFLOP/s per GPU with 6N + 6*L*h*s FLOPs per
+// token, peak allocated memory). Prints one `RESULT {json}` line on rank 0.
+//
+//   zerotrain launch --no_local_rank build/bench/train_bench --model llama-1.1b --stage 2 --seq 2048 --mb 4
+#include <ATen/ATen.h>
+#include <ATen/Context.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "zerotrain/comm.h"
+#include "zerotrain/engine.h"
+#include "zerotrain/memory.h"
+#include "zerotrain/models.h"
+
+#ifdef ZEROTRAIN_WITH_CUDA
+#include <c10/cuda/CUDAFunctions.h>
+#endif
+
+namespace {
+
+void sync(const c10::Device& d) {
+#ifdef ZEROTRAIN_WITH_CUDA
+  if (d.is_cuda()) c10::cuda::device_synchronize();
+#endif
+  (void)d;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string model_name = "llama-1.1b", precision = "bf16";
+  int stage = 2, steps = 12, warmup = 4;
+  int64_t seq = 2048, mb = 4;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string a = argv[i], v = argv[i + 1];
+    if (a == "--model") model_name = v;
+    else if (a == "--stage") stage = std::stoi(v);
+    else if (a == "--steps") steps = std::stoi(v);
+    else if (a == "--warmup") warmup = std::stoi(v);
+    else if (a == "--seq") seq = std::stoll(v);
+    else if (a == "--mb") mb = std::stoll(v);
+    else if (a == "--precision") precision = v;
+    else {
+      fmt::print(stderr, "train_bench: unknown argument {} (allowed: --model --stage --steps --warmup --seq --mb "
+                         "--precision)\n", a);
+      return 2;
+    }
+  }
+  auto comm = zerotrain::make_comm();
+  const bool cuda = at::hasCUDA();
+  const c10::Device device = cuda ? c10::Device(c10::kCUDA, zerotrain::rank_info_from_env().local_rank)
+                                  : c10::Device(c10::kCPU);
+  zerotrain::ModelSpec spec = zerotrain::model_spec(model_name);
+  spec.max_seq = std::max(spec.max_seq, seq);
+  torch::manual_seed(0);
+  auto model = zerotrain::make_model(spec);
+  const std::string config = fmt::format(
+      R"({{"train_micro_batch_size_per_gpu": {}, "gradient_accumulation_steps": 1,
+          "optimizer": {{"type": "AdamW", "params": {{"lr": 1e-4}}}}, "gradient_clipping": 1.0,
+          "{}": {{"enabled": {}}}, "zero_optimization": {{"stage": {}, "overlap_comm": true}}}})",
+      mb, precision == "fp16" ? "fp16" : "bf16", precision == "fp32" ? "false" : "true", stage);
+  zerotrain::EngineOptions opts;
+  opts.comm = comm;
+  opts.device = device;
+  auto engine = zerotrain::initialize(model, config, opts);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(1234 + comm->rank());
+  zerotrain::reset_peak_memory(device);
+  std::vector<double> times;
+  double first_loss = 0, last_loss = 0;
+  for (int s = 0; s < warmup + steps; ++s) {
+    at::Tensor x = at::randint(spec.vocab, {mb, seq + 1}, gen, at::kLong).to(device);
+    sync(device);
+    const auto t0 = std::chrono::steady_clock::now();
+    at::Tensor loss = model->loss(x.narrow(1, 0, seq), x.narrow(1, 1, seq));
+    engine.backward(loss);
+    engine.step();
+    sync(device);
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    last_loss = loss.item<double>();
+    if (s == 0) first_loss = last_loss;
+    if (s >= warmup) times.push_back(dt);
+  }
+  std::sort(times.begin(), times.end());
+  const double med = times[times.size() / 2];
+  const double n = static_cast<double>(zerotrain::num_parameters(spec));
+  const double tok_s = static_cast<double>(mb * seq) / med;
+  const double flops_tok = 6 * n + 6.0 * spec.num_layers * spec.hidden * seq;
+  at::Tensor peak = at::tensor({static_cast<double>(zerotrain::memory_stats(device).peak_bytes)}, at::kDouble).to(device);
+  comm->all_reduce(peak, zerotrain::ReduceOp::kMax);
+  if (comm->rank() == 0) {
+    fmt::print("RESULT {{\"mode\": \"zerotrain_stage{}\", \"world\": {}, \"params_M\": {:.1f}, \"seq\": {}, \"mb\": {}, "
+               "\"precision\": \"{}\", \"step_s\": {:.4f}, \"tok_s_per_gpu\": {:.0f}, \"tflops_per_gpu\": {:.1f}, "
+               "\"peak_mem_GiB_max_rank\": {:.2f}, \"loss_first\": {:.3f}, \"loss_last\": {:.3f}}}\n",
+               stage, comm->world_size(), n / 1e6, seq, mb, precision, med, tok_s, flops_tok * tok_s / 1e12,
+               peak.item<double>() / 1073741824.0, first_loss, last_loss);
+  }
+  return 0;
+}

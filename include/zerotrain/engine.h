@@ -1,0 +1,100 @@
+// The training engine: DeepSpeed's engine API over ZeRO stages 0-2 (stage 3 arrives later), for any
+// torch::nn::Module.
+//
+//   auto engine = zerotrain::initialize(model, "ds_config.json");
+//   for (auto& batch : data) {
+//     auto loss = engine.forward(batch.input);   // calls model->forward
+//     engine.backward(loss);                     // scales by 1/gradient_accumulation_steps (and the loss scale)
+//     engine.step();                             // steps the optimizer on accumulation boundaries
+//   }
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/any.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+#include "zerotrain/comm.h"
+#include "zerotrain/config.h"
+
+namespace zerotrain {
+
+struct EngineOptions {
+  std::shared_ptr<Comm> comm;          // null: make_comm(comm_options) from the launcher's environment
+  CommOptions comm_options;            // used when comm is null
+  std::optional<c10::Device> device;   // default: cuda:LOCAL_RANK when CUDA is available, else cpu
+  RunInfo run;                         // resolves "auto" config values (world_size comes from the communicator)
+};
+
+class Engine {
+ public:
+  // `config`: a path to a DeepSpeed JSON file, or the JSON text itself. Prefer zerotrain::initialize().
+  Engine(std::shared_ptr<torch::nn::Module> model, torch::nn::AnyModule forward, const std::string& config,
+         EngineOptions options);
+  ~Engine();
+  Engine(Engine&&) noexcept;
+  Engine& operator=(Engine&&) noexcept;
+
+  // Runs the model's forward. Floating-point tensor arguments are cast to fp16 when fp16.auto_cast is set.
+  template <typename... Args>
+  at::Tensor forward(Args&&... args) {
+    TORCH_CHECK(!forward_.is_empty(), "Engine::forward: the model has no single forward() method; call it directly");
+    return forward_.forward(cast_input(std::forward<Args>(args))...);
+  }
+  // Backpropagates `loss` (a scalar) scaled by 1/gradient_accumulation_steps and by the fp16 loss scale, and reduces
+  // gradients as the ZeRO stage prescribes.
+  void backward(const at::Tensor& loss);
+  // Ends a micro-step; on an accumulation boundary, steps the optimizer and the learning-rate schedule.
+  void step();
+  // True when the next step() will step the optimizer.
+  bool is_gradient_accumulation_boundary() const;
+  // Drops any gradients held in param.grad (the engine's own buffers are managed by step()).
+  void zero_grad();
+
+  std::optional<double> get_global_grad_norm() const;  // unscaled, before clipping, of the last optimizer step
+  double get_lr() const;                               // learning rate of the next optimizer step
+  double loss_scale() const;                           // current fp16 loss scale (1 otherwise)
+  int64_t train_batch_size() const;
+  int64_t train_micro_batch_size_per_gpu() const;
+  int64_t gradient_accumulation_steps() const;
+  int64_t global_steps() const;    // optimizer steps, skipped ones included (as DeepSpeed counts them)
+  int64_t global_samples() const;  // global_steps * train_batch_size
+  int64_t skipped_steps() const;   // steps skipped for fp16 overflow
+  int64_t micro_steps() const;
+  const Config& config() const;
+  Comm& comm() const;
+  c10::Device device() const;
+  torch::nn::Module& module() const;
+
+ private:
+  at::Tensor cast_tensor(const at::Tensor& t) const;
+  template <typename T>
+  decltype(auto) cast_input(T&& v) const {
+    if constexpr (std::is_same_v<std::decay_t<T>, at::Tensor>) {
+      return cast_tensor(v);
+    } else {
+      return std::forward<T>(v);
+    }
+  }
+
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  torch::nn::AnyModule forward_;
+};
+
+// Builds an Engine for `model`: moves it to the device, casts it to the training dtype, broadcasts rank 0's
+// parameters, lays out the flat buffers and builds the optimizer and schedule of the config. Throws ConfigError for
+// bad or unsupported configs.
+template <typename M>
+Engine initialize(std::shared_ptr<M> model, const std::string& config, EngineOptions options = {}) {
+  torch::nn::AnyModule forward;
+  if constexpr (requires { &M::forward; }) forward = torch::nn::AnyModule(model);
+  return Engine(std::static_pointer_cast<torch::nn::Module>(model), std::move(forward), config, std::move(options));
+}
+
+}  // namespace zerotrain

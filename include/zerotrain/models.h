@@ -1,0 +1,134 @@
+// Built-in reference models for `zerotrain train` and the benchmarks: decoder-only transformers of the GPT-2 and
+// Llama families as LibTorch modules. The model holds no parallelism: ZeRO, offload and activation checkpointing
+// are applied by the engine, which reaches the blocks through CausalLM::blocks() and set_block_runner().
+//
+//   auto spec = zerotrain::model_spec("llama-tiny");
+//   torch::manual_seed(0);                        // initialization is a function of the seed
+//   auto model = zerotrain::make_model(spec);     // fp32 on the CPU; model->to(device, dtype) as usual
+//   at::Tensor loss = model->loss(tokens, targets);
+//
+// Parameter names are Hugging Face's (transformer.h.0.attn.c_attn.weight, model.layers.0.self_attn.q_proj.weight,
+// ...), so checkpoints map one to one. One difference: Hugging Face's GPT-2 uses Conv1D, whose weight is stored
+// (in, out); zerotrain uses nn::Linear, stored (out, in). Those four GPT-2 weights (c_attn, attn.c_proj, c_fc,
+// mlp.c_proj) must be transposed when importing or exporting; ParameterInfo::hf_transposed marks them.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "zerotrain/estimate.h"
+
+namespace zerotrain {
+
+// Which architecture a model spec builds.
+enum class ModelFamily {
+  kGpt2,   // learned positions, pre-LayerNorm with biases, GELU(tanh) MLP, tied LM head
+  kLlama,  // RoPE, RMSNorm, SwiGLU MLP, grouped-query attention, no biases, untied LM head
+};
+
+// The shape and numerics of a built-in model.
+struct ModelSpec {
+  std::string name;                          // preset name ("gpt2", "llama-tiny", ...) or a user label
+  ModelFamily family = ModelFamily::kLlama;  // architecture
+  int64_t num_layers = 0;                    // transformer blocks
+  int64_t hidden = 0;                        // model width h
+  int64_t num_heads = 0;                     // query heads; must divide hidden
+  int64_t num_kv_heads = 0;                  // key/value heads (GQA); must divide num_heads (GPT-2: num_heads)
+  int64_t ffn = 0;                           // MLP inner width (GPT-2: 4 h)
+  int64_t vocab = 0;                         // vocabulary size V
+  int64_t max_seq = 0;                       // longest sequence: GPT-2's position table rows; Llama's context
+  bool tie_embeddings = false;               // the LM head is the token embedding (GPT-2: true)
+  double norm_eps = 1e-5;                    // LayerNorm / RMSNorm epsilon
+  double rope_theta = 10000.0;               // RoPE base (Llama family only)
+  double init_std = 0.02;                    // std of the normal initialization of matrices and embeddings
+
+  int64_t head_dim() const { return hidden / num_heads; }  // per-head width
+};
+
+// One parameter of a model, known without building it.
+struct ParameterInfo {
+  std::string name;            // Hugging Face's name, e.g. "model.layers.0.mlp.up_proj.weight"
+  std::vector<int64_t> shape;  // zerotrain's shape (nn::Linear: (out, in))
+  bool hf_transposed = false;  // Hugging Face stores the transpose (GPT-2 Conv1D weights)
+};
+
+// The spec of a built-in model; throws std::invalid_argument listing the known names on a miss.
+ModelSpec model_spec(std::string_view name);
+
+// Names accepted by model_spec, in a stable order (every estimator preset plus tiny and byte-level sizes).
+std::vector<std::string> model_names();
+
+// Throws std::invalid_argument naming the field, its value and what is allowed when a spec cannot be built.
+void validate_model_spec(const ModelSpec& spec);
+
+// The estimator's shape of a spec (seq = max_seq) so estimate_memory and count_parameters see the same model.
+ModelShape model_shape(const ModelSpec& spec, int64_t micro_batch = 1);
+
+// Every parameter make_model(spec) registers, in registration order (named_parameters order); allocates nothing.
+std::vector<ParameterInfo> parameter_layout(const ModelSpec& spec);
+
+// Total parameters of make_model(spec) (tied weights once), computed from parameter_layout.
+int64_t num_parameters(const ModelSpec& spec);
+
+// A transformer block (B, S, H) -> (B, S, H): the unit ZeRO-3 gathers and activation checkpointing recomputes.
+class TransformerBlock : public torch::nn::Module {
+ public:
+  // (B, S, H) hidden states in the model dtype -> (B, S, H), causal over S.
+  virtual at::Tensor forward(const at::Tensor& hidden) = 0;
+};
+
+// Runs block `index` on `hidden`; the engine installs one to gather, prefetch or recompute around each block.
+using BlockRunner = std::function<at::Tensor(int64_t index, TransformerBlock& block, const at::Tensor& hidden)>;
+
+// A decoder-only language model: tokens -> next-token logits.
+class CausalLM : public torch::nn::Module {
+ public:
+  explicit CausalLM(ModelSpec spec);
+
+  // (B, S) int64 token ids, S <= max_seq -> (B, S, V) logits in the model dtype.
+  at::Tensor forward(const at::Tensor& tokens);
+
+  // Mean next-token cross-entropy, fp32 scalar; targets (B, S) int64, already shifted; -100 entries are ignored.
+  at::Tensor loss(const at::Tensor& tokens, const at::Tensor& targets);
+
+  // (B, S) int64 token ids -> (B, S, H) input of the first block (token, and for GPT-2 position, embeddings).
+  virtual at::Tensor embed(const at::Tensor& tokens) = 0;
+
+  // (B, S, H) output of the last block -> (B, S, V) logits (final norm, then the LM head).
+  virtual at::Tensor head(const at::Tensor& hidden) = 0;
+
+  // The transformer blocks in execution order; each is a TransformerBlock (std::dynamic_pointer_cast to call it).
+  std::vector<std::shared_ptr<torch::nn::Module>> blocks() const;
+
+  // Routes every block call of forward() through `runner`; an empty function restores direct calls.
+  void set_block_runner(BlockRunner runner);
+
+  // The spec the model was built from.
+  const ModelSpec& spec() const { return spec_; }
+
+ protected:
+  // Subclasses append their blocks here in execution order (they are registered under HF names separately).
+  void add_block(std::shared_ptr<TransformerBlock> block);
+
+ private:
+  ModelSpec spec_;
+  std::vector<std::shared_ptr<TransformerBlock>> blocks_;  // registered elsewhere; shared, not copied
+  BlockRunner runner_;                                    // empty: call blocks directly
+};
+
+// Builds the model of `spec` in fp32 on the CPU, initialized from torch's global generator (torch::manual_seed):
+// matrices and embeddings N(0, init_std), residual output projections N(0, init_std / sqrt(2 num_layers)) as
+// GPT-2 does, biases 0, norm weights 1. Throws std::invalid_argument on a bad spec.
+std::shared_ptr<CausalLM> make_model(const ModelSpec& spec);
+
+// "gpt2" or "llama".
+std::string_view to_string(ModelFamily family);
+
+}  // namespace zerotrain

@@ -1,0 +1,59 @@
+// The family-independent part of a causal LM: the forward pipeline (embed -> blocks -> head), the loss, the
+// block list the engine hooks into, and make_model.
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <stdexcept>
+
+#include "models/layers.h"
+#include "zerotrain/models.h"
+
+namespace zerotrain {
+
+CausalLM::CausalLM(ModelSpec spec) : spec_(std::move(spec)) {}
+
+at::Tensor CausalLM::forward(const at::Tensor& tokens) {
+  at::Tensor hidden = embed(tokens);  // (B, S, H)
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    hidden = runner_ ? runner_(static_cast<int64_t>(i), *blocks_[i], hidden) : blocks_[i]->forward(hidden);
+  }
+  return head(hidden);  // (B, S, V)
+}
+
+at::Tensor CausalLM::loss(const at::Tensor& tokens, const at::Tensor& targets) {
+  if (!targets.sizes().equals(tokens.sizes())) {
+    throw std::invalid_argument(fmt::format("targets: got shape {}; must equal the tokens' shape {}",
+                                            fmt::join(targets.sizes(), "x"), fmt::join(tokens.sizes(), "x")));
+  }
+  at::Tensor logits = forward(tokens);  // (B, S, V) model dtype
+  // log-softmax and the mean over B*S tokens in fp32: bf16 sums of thousands of terms lose ~3 digits.
+  at::Tensor flat = logits.reshape({-1, logits.size(-1)}).to(at::kFloat);  // (B*S, V) fp32
+  return at::cross_entropy_loss(flat, targets.reshape({-1}).to(at::kLong), /*weight=*/{}, at::Reduction::Mean,
+                                /*ignore_index=*/-100);
+}
+
+std::vector<std::shared_ptr<torch::nn::Module>> CausalLM::blocks() const {
+  return {blocks_.begin(), blocks_.end()};
+}
+
+void CausalLM::set_block_runner(BlockRunner runner) { runner_ = std::move(runner); }
+
+void CausalLM::add_block(std::shared_ptr<TransformerBlock> block) {
+  TORCH_INTERNAL_ASSERT(block, "a model family registered a block that is not a TransformerBlock");
+  blocks_.push_back(std::move(block));
+}
+
+std::shared_ptr<CausalLM> make_model(const ModelSpec& spec) {
+  validate_model_spec(spec);
+  std::shared_ptr<CausalLM> model =
+      spec.family == ModelFamily::kGpt2 ? detail::build_gpt2(spec) : detail::build_llama(spec);
+  // Outputs that add into the residual stream: their variance grows with depth, hence GPT-2's 1/sqrt(2 L).
+  detail::init_parameters(*model, spec, [](const std::string& name) {
+    return name.ends_with("attn.c_proj.weight") || name.ends_with("mlp.c_proj.weight") ||
+           name.ends_with("self_attn.o_proj.weight") || name.ends_with("mlp.down_proj.weight");
+  });
+  return model;
+}
+
+}  // namespace zerotrain

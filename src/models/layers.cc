@@ -1,0 +1,84 @@
+#include "models/layers.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include <cmath>
+#include <stdexcept>
+
+namespace zerotrain::detail {
+
+RMSNorm::RMSNorm(int64_t dim, double eps) : eps_(eps) {
+  weight = register_parameter("weight", at::ones({dim}));
+}
+
+at::Tensor RMSNorm::forward(const at::Tensor& x) {
+  return at::rms_norm(x, {weight.size(0)}, weight, eps_);
+}
+
+std::pair<at::Tensor, at::Tensor> rope_tables(int64_t seq, int64_t head_dim, double theta, c10::Device device) {
+  const auto f32 = at::TensorOptions().dtype(at::kFloat).device(device);
+  // inv_freq = 1 / theta^(2i / d), i < d/2, computed in fp32 as Hugging Face does.
+  at::Tensor exponent = at::arange(0, head_dim, 2, f32.dtype(at::kLong)).to(at::kFloat) / head_dim;  // (d/2,)
+  at::Tensor inv_freq = at::pow(theta, exponent).reciprocal();                                       // (d/2,)
+  at::Tensor positions = at::arange(seq, f32);                                                       // (S,)
+  at::Tensor freqs = at::outer(positions, inv_freq);                                                 // (S, d/2)
+  at::Tensor angles = at::cat({freqs, freqs}, -1);                                                   // (S, d)
+  return {angles.cos(), angles.sin()};
+}
+
+at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  const int64_t half = x.size(-1) / 2;
+  // rotate_half(x) = cat(-x2, x1): dimension i pairs with i + d/2.
+  at::Tensor rotated = at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);  // (B, n, S, d)
+  return x * cos.to(x.scalar_type()) + rotated * sin.to(x.scalar_type());
+}
+
+at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  // SDPA's enable_gqa reads kv head i / (nh / nkv) for query head i without materializing the repeat. Measured on
+  // H200, bf16, B 4, 32/4 heads, S 2048, d 64: flash and cuDNN accept it, fwd+bwd 0.84 ms against 0.94 ms with
+  // repeat_interleave, identical outputs. The memory-efficient kernel has no GQA, so fp32 GQA on CUDA falls back to
+  // the math kernel, which materializes (S, S) scores.
+  const bool grouped = q.size(1) != k.size(1);
+  return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0, /*is_causal=*/true,
+                                          /*scale=*/std::nullopt, /*enable_gqa=*/grouped);
+}
+
+at::Tensor split_heads(const at::Tensor& x, int64_t num_heads) {
+  return x.view({x.size(0), x.size(1), num_heads, x.size(2) / num_heads}).transpose(1, 2);
+}
+
+at::Tensor merge_heads(const at::Tensor& x) {
+  return x.transpose(1, 2).reshape({x.size(0), x.size(2), x.size(1) * x.size(3)});
+}
+
+void init_parameters(torch::nn::Module& model, const ModelSpec& spec,
+                     const std::function<bool(const std::string& name)>& is_residual_projection) {
+  at::NoGradGuard no_grad;
+  const double residual_std = spec.init_std / std::sqrt(2.0 * static_cast<double>(spec.num_layers));
+  for (auto& item : model.named_parameters(/*recurse=*/true)) {
+    const std::string& name = item.key();
+    at::Tensor& p = item.value();
+    if (p.dim() >= 2) {
+      p.normal_(0.0, is_residual_projection(name) ? residual_std : spec.init_std);
+    } else if (name.ends_with(".bias")) {
+      p.zero_();
+    } else {
+      p.fill_(1.0);
+    }
+  }
+}
+
+void check_tokens(const at::Tensor& tokens, const ModelSpec& spec) {
+  if (tokens.dim() != 2 || (tokens.scalar_type() != at::kLong && tokens.scalar_type() != at::kInt)) {
+    throw std::invalid_argument(fmt::format("tokens: got a {}-d {} tensor; must be (batch, seq) int64 token ids",
+                                            tokens.dim(), c10::toString(tokens.scalar_type())));
+  }
+  const int64_t seq = tokens.size(1);
+  if (seq < 1 || seq > spec.max_seq) {
+    throw std::invalid_argument(fmt::format("tokens: got sequence length {}; model '{}' allows 1 to {} (max_seq)",
+                                            seq, spec.name, spec.max_seq));
+  }
+}
+
+}  // namespace zerotrain::detail

@@ -1,0 +1,55 @@
+// Optimizers over a flat fp32 shard: the local partition of all parameters, one contiguous 1-D tensor, as ZeRO
+// keeps them. One call updates the whole shard with as few kernels as possible (fused on GPU).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "zerotrain/config.h"
+
+namespace zerotrain::detail {
+
+// Where each parameter's elements sit in the local shard. A parameter may be split across ranks: a segment is
+// the local piece of one parameter. Needed by optimizers whose update depends on whole-parameter norms (LAMB).
+struct ShardSegment {
+  int64_t param_index;  // index of the parameter in the model's parameter list (same on every rank)
+  int64_t offset;       // first element of the piece in the local shard
+  int64_t numel;        // elements of the piece
+};
+
+struct StepArgs {
+  double lr;                    // learning rate for this step (from the schedule)
+  int64_t step;                 // 1-based count of optimizer steps taken, this one included (bias correction)
+  std::optional<double> beta1;  // OneCycle's cycled momentum: overrides betas[0] (Adam/Lamb/Lion) or momentum (SGD)
+};
+
+class ShardOptimizer {
+ public:
+  virtual ~ShardOptimizer() = default;
+  // Updates `param` ((n,) fp32, contiguous) in place from `grad` ((n,) fp32, same device), already unscaled and
+  // clipped. Optimizer state lives on param's device, created at construction.
+  virtual void step(at::Tensor& param, const at::Tensor& grad, const StepArgs& args) = 0;
+  // Named state tensors ("exp_avg", "exp_avg_sq", "momentum_buffer", "sum", ...), each (n,) fp32, for
+  // checkpoints; loading copies into them.
+  virtual std::vector<std::pair<std::string, at::Tensor>> state() = 0;
+};
+
+// Sum-reduces a small fp32 tensor across the data-parallel ranks in place (LAMB's per-parameter norms). Identity
+// on one rank.
+using AllReduceSum = std::function<void(at::Tensor&)>;
+
+// Builds the optimizer of `cfg` for a shard shaped like `param` (its device and numel). `segments` describe the
+// shard's layout (LAMB uses them; others ignore them); `num_params` is the model's parameter count; `allreduce`
+// is used by LAMB only. Throws ConfigError for OptimizerKind::kNone / kOther.
+std::unique_ptr<ShardOptimizer> make_shard_optimizer(const OptimizerConfig& cfg, const at::Tensor& param,
+                                                     std::vector<ShardSegment> segments, int64_t num_params,
+                                                     AllReduceSum allreduce);
+
+}  // namespace zerotrain::detail

@@ -1,0 +1,138 @@
+#include "zero/grad_reducer.h"
+
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/function_hook.h>
+#include <torch/csrc/autograd/variable.h>
+
+namespace zerotrain::detail {
+namespace {
+
+// Calls `fn` after AccumulateGrad has stored the parameter's gradient.
+class ReadyHook final : public torch::autograd::FunctionPostHook {
+ public:
+  explicit ReadyHook(std::function<void()> fn) : fn_(std::move(fn)) {}
+  torch::autograd::variable_list operator()(const torch::autograd::variable_list& outputs,
+                                            const torch::autograd::variable_list& /*inputs*/) override {
+    fn_();
+    return outputs;
+  }
+
+ private:
+  std::function<void()> fn_;
+};
+
+}  // namespace
+
+GradReducer::GradReducer(const FlatLayout& layout, std::vector<at::Tensor> params, std::shared_ptr<Comm> comm,
+                         ReduceSettings settings)
+    : layout_(layout), params_(std::move(params)), comm_(std::move(comm)), settings_(settings) {
+  TORCH_INTERNAL_ASSERT(params_.size() == layout_.slots().size());
+  const auto fp32 = params_.front().options().dtype(at::kFloat);
+  if (settings_.stage <= 1) acc_ = at::zeros({layout_.total_numel()}, fp32);
+  grad_shard_ = settings_.stage == 0 ? acc_ : at::zeros({layout_.shard_numel()}, fp32);
+  staging_.resize(layout_.buckets().size());
+  missing_.resize(layout_.buckets().size());
+  for (size_t i = 0; i < params_.size(); ++i) {
+    auto acc = torch::autograd::impl::grad_accumulator(params_[i]);
+    TORCH_INTERNAL_ASSERT(acc, "parameter ", i, " has no grad accumulator (does it require grad?)");
+    hook_keys_.push_back(
+        acc->add_post_hook(std::make_unique<ReadyHook>([this, i] { on_grad_ready(static_cast<int>(i)); })));
+    accumulators_.push_back(std::move(acc));
+  }
+}
+
+GradReducer::~GradReducer() {
+  // The accumulators outlive us when the model does: drop our hooks so they never call into a dead reducer.
+  for (size_t i = 0; i < accumulators_.size(); ++i) accumulators_[i]->del_post_hook(hook_keys_[i]);
+}
+
+void GradReducer::begin_backward(bool boundary) {
+  std::lock_guard<std::mutex> lock(mu_);
+  TORCH_INTERNAL_ASSERT(in_flight_.empty() && next_launch_ == 0, "begin_backward while a backward is in progress");
+  reduce_this_step_ = settings_.stage == 2 || boundary;
+  for (size_t b = 0; b < layout_.buckets().size(); ++b) {
+    missing_[b] = static_cast<int>(layout_.buckets()[b].params.size());
+  }
+}
+
+void GradReducer::on_grad_ready(int p) {
+  std::lock_guard<std::mutex> lock(mu_);
+  at::Tensor& param = params_[p];
+  at::Tensor grad = param.grad();
+  if (!grad.defined()) return;
+  const ParamSlot& slot = layout_.slots()[p];
+  const Bucket& bucket = layout_.buckets()[slot.bucket];
+  if (settings_.stage <= 1) {
+    acc_.narrow(0, slot.offset, slot.numel).add_(grad.reshape({-1}));
+  } else {
+    at::Tensor& staging = staging_[slot.bucket];
+    if (!staging.defined()) staging = at::zeros({bucket.numel}, grad.options().dtype(settings_.comm_dtype));
+    staging.narrow(0, slot.offset - bucket.begin, slot.numel).copy_(grad.reshape({-1}));
+  }
+  param.mutable_grad().reset();  // the flat buffers hold it now
+  if (--missing_[slot.bucket] == 0 && reduce_this_step_ && settings_.overlap_comm) launch_ready_in_order();
+}
+
+void GradReducer::launch_ready_in_order() {
+  const int n = static_cast<int>(layout_.buckets().size());
+  while (next_launch_ < n && missing_[next_launch_] == 0) launch(next_launch_++);
+}
+
+void GradReducer::launch(int b) {
+  const Bucket& bucket = layout_.buckets()[b];
+  const double pre = settings_.pre_scale, post = settings_.post_scale;
+  if (settings_.stage == 0) {
+    at::Tensor region = acc_.narrow(0, bucket.begin, bucket.numel);
+    at::Tensor buf = settings_.comm_dtype == at::kFloat ? region : region.to(settings_.comm_dtype);
+    if (pre != 1.0) buf.mul_(pre);
+    auto work = comm_->all_reduce_async(buf, ReduceOp::kSum);
+    in_flight_.push_back({std::move(work), [region, buf, post]() mutable {
+                            if (!buf.is_same(region)) region.copy_(buf);
+                            if (post != 1.0) region.mul_(post);
+                          }});
+    return;
+  }
+  at::Tensor in;
+  if (settings_.stage == 1) {
+    in = acc_.narrow(0, bucket.begin, bucket.numel).to(settings_.comm_dtype, /*non_blocking=*/false, /*copy=*/true);
+  } else {
+    in = staging_[b].defined() ? staging_[b]
+                               : at::zeros({bucket.numel}, acc_.defined() ? acc_.options() : grad_shard_.options())
+                                     .to(settings_.comm_dtype);
+    staging_[b] = at::Tensor();
+  }
+  if (pre != 1.0) in.mul_(pre);
+  at::Tensor out = at::empty({bucket.chunk}, in.options());
+  at::Tensor dest = grad_shard_.narrow(0, bucket.shard_offset, bucket.chunk);
+  auto work = comm_->reduce_scatter_async(out, in, ReduceOp::kSum);
+  in_flight_.push_back({std::move(work), [in, out, dest, post]() mutable {
+                          if (post != 1.0) {
+                            dest.add_(out.to(at::kFloat), post);
+                          } else {
+                            dest.add_(out.to(at::kFloat));
+                          }
+                          (void)in;  // keeps the input alive until the collective is done
+                        }});
+}
+
+void GradReducer::end_backward() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (reduce_this_step_) {
+    // Unused parameters never report: their buckets go now, in order, with zeros for them.
+    const int n = static_cast<int>(layout_.buckets().size());
+    while (next_launch_ < n) launch(next_launch_++);
+  }
+  for (auto& f : in_flight_) {
+    f.work->wait();
+    f.land();
+  }
+  in_flight_.clear();
+  next_launch_ = 0;
+}
+
+void GradReducer::zero() {
+  if (acc_.defined()) acc_.zero_();
+  if (!grad_shard_.is_same(acc_)) grad_shard_.zero_();
+}
+
+}  // namespace zerotrain::detail

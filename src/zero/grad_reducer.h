@@ -1,0 +1,87 @@
+// Gradient reduction for ZeRO stages 0, 1 and 2.
+//
+// [Note: gradient path]
+// A post-accumulate hook on every trainable parameter (on its AccumulateGrad node, as c10d's DDP Reducer does)
+// moves param.grad into a flat buffer the moment autograd has produced it, and frees param.grad:
+//   stage 0/1: added into the full fp32 accumulation buffer `acc_`; reduced only on the accumulation boundary
+//              (stage 0: all-reduce in place; stage 1: reduce-scatter into this rank's fp32 gradient shard);
+//   stage 2:   copied into a per-bucket staging buffer in the communication dtype and reduce-scattered on EVERY
+//              micro-step, accumulating into the fp32 gradient shard: no full-size gradient is ever kept.
+// When a bucket's last parameter arrives it is launched (with overlap_comm, from the hook, so communication
+// overlaps the rest of backward; without it, after backward). Buckets are launched strictly in index order,
+// identical on every rank, so collectives always match even when the graph differs between ranks; parameters
+// that receive no gradient (unused) are flushed as zeros after backward.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "zero/flat_layout.h"
+#include "zerotrain/comm.h"
+
+namespace torch::autograd {
+struct Node;
+}
+
+namespace zerotrain::detail {
+
+struct ReduceSettings {
+  int stage = 0;
+  bool overlap_comm = false;
+  at::ScalarType comm_dtype = at::kFloat;  // dtype of the collective
+  double pre_scale = 1.0;                  // applied before the reduction (prescale / predivide)
+  double post_scale = 1.0;                 // applied after it (averaging over ranks)
+};
+
+class GradReducer {
+ public:
+  // `params`: the trainable parameters in registration order, already views into the flat parameter buffer.
+  GradReducer(const FlatLayout& layout, std::vector<at::Tensor> params, std::shared_ptr<Comm> comm,
+              ReduceSettings settings);
+  ~GradReducer();
+  GradReducer(const GradReducer&) = delete;
+  GradReducer& operator=(const GradReducer&) = delete;
+
+  // Before backward: whether this micro-step ends the accumulation (stage 0/1 reduce only then).
+  void begin_backward(bool boundary);
+  // After autograd returns: launches buckets not yet launched (in order), waits for every reduction and lands
+  // the results in grad_shard().
+  void end_backward();
+  // The reduced gradients this rank steps on, fp32: (shard_numel,) for stages 1/2, the whole (total_numel,)
+  // buffer for stage 0. Valid after end_backward() of a boundary micro-step.
+  at::Tensor& grad_shard() { return grad_shard_; }
+  // After the optimizer step: clears the accumulated gradients.
+  void zero();
+
+ private:
+  void on_grad_ready(int param);
+  void launch_ready_in_order();
+  void launch(int bucket);
+
+  const FlatLayout& layout_;
+  std::vector<at::Tensor> params_;
+  std::shared_ptr<Comm> comm_;
+  ReduceSettings settings_;
+  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;  // kept alive: autograd holds them weakly
+  std::vector<uintptr_t> hook_keys_;                                    // our hook on each, for removal
+
+  at::Tensor acc_;         // (total_numel,) fp32, stages 0/1: gradients summed over micro-steps
+  at::Tensor grad_shard_;  // (shard_numel,) fp32 (stage 0: aliases acc_)
+  std::vector<at::Tensor> staging_;  // stage 2: per bucket, (bucket.numel,) comm dtype, alive while in flight
+
+  std::mutex mu_;                   // hooks may run on autograd's device threads
+  bool reduce_this_step_ = false;   // stage 0/1: boundary; stage 2: always
+  std::vector<int> missing_;        // per bucket: parameters whose gradient has not arrived this micro-step
+  int next_launch_ = 0;             // buckets [0, next_launch_) are launched
+  struct InFlight {
+    std::unique_ptr<CommWork> work;
+    std::function<void()> land;     // runs after wait(): scale and move the result into place
+  };
+  std::vector<InFlight> in_flight_;
+};
+
+}  // namespace zerotrain::detail

@@ -1,0 +1,95 @@
+#include "zero/zero_optimizer.h"
+
+#include <cmath>
+
+namespace zerotrain::detail {
+
+ZeroOptimizer::ZeroOptimizer(const FlatLayout& layout, at::Tensor param_flat, std::shared_ptr<Comm> comm,
+                             const Config& cfg, bool sharded)
+    : layout_(layout),
+      param_flat_(std::move(param_flat)),
+      comm_(std::move(comm)),
+      sharded_(sharded),
+      clip_(cfg.gradients().clipping),
+      check_overflow_(cfg.precision() == Precision::kFp16 ||
+                      (cfg.precision() == Precision::kBf16 && cfg.bf16().check_grad_overflow)),
+      allgather_bucket_size_(std::max<int64_t>(cfg.zero().allgather_bucket_size, 1)),
+      scaler_(cfg.fp16(), /*zero_optimizer=*/cfg.zero().stage >= 1) {
+  master_ = at::empty({layout_.shard_numel()}, param_flat_.options().dtype(at::kFloat));
+  for (size_t b = 0; b < layout_.buckets().size(); ++b) {
+    const Bucket& bucket = layout_.buckets()[b];
+    master_.narrow(0, bucket.shard_offset, bucket.chunk)
+        .copy_(param_flat_.narrow(0, layout_.chunk_begin(static_cast<int>(b)), bucket.chunk));
+  }
+  auto comm_for_norms = comm_;
+  const bool reduce_norms = sharded_ && comm_->world_size() > 1;
+  optimizer_ = make_shard_optimizer(cfg.optimizer(), master_, layout_.shard_segments(),
+                                    static_cast<int64_t>(layout_.slots().size()),
+                                    [comm_for_norms, reduce_norms](at::Tensor& t) {
+                                      if (reduce_norms) comm_for_norms->all_reduce(t, ReduceOp::kSum);
+                                    });
+}
+
+StepResult ZeroOptimizer::step(at::Tensor& grad, double lr, std::optional<double> beta1) {
+  StepResult result;
+  // Sum of squares in fp32 over the shard, summed over ranks when sharded (stage 0 holds every gradient).
+  at::Tensor sq = grad.pow(2).sum().to(at::kDouble).reshape({1});
+  if (sharded_ && comm_->world_size() > 1) comm_->all_reduce(sq, ReduceOp::kSum);
+  const double scaled_norm = std::sqrt(sq.item<double>());
+  const double scale = scaler_.scale();
+  result.grad_norm = scaled_norm / scale;
+  const bool overflow = !std::isfinite(scaled_norm);
+  if (check_overflow_) {
+    // LossScaler::update throws when the scale cannot go lower.
+    result.skipped = scaler_.update(overflow);
+    if (result.skipped) return result;
+  }
+  // DeepSpeed's unscale_and_clip_grads: one multiply that both unscales and clips.
+  double combined = scale;
+  if (clip_ > 0) {
+    const double c = (result.grad_norm + 1e-6) / clip_;
+    if (c > 1) combined = c * scale;
+  }
+  if (combined != 1.0) grad.mul_(1.0 / combined);
+  ++applied_steps_;
+  optimizer_->step(master_, grad, StepArgs{lr, applied_steps_, beta1});
+  publish();
+  return result;
+}
+
+void ZeroOptimizer::publish() {
+  const int world = sharded_ ? comm_->world_size() : 1;
+  struct Pending {
+    std::unique_ptr<CommWork> work;
+    at::Tensor gathered;  // (world, piece) when gathered into a temporary, else undefined
+    at::Tensor dest;      // (world, piece) strided view of the bucket
+  };
+  std::vector<Pending> pending;
+  for (size_t b = 0; b < layout_.buckets().size(); ++b) {
+    const Bucket& bucket = layout_.buckets()[b];
+    at::Tensor mine = param_flat_.narrow(0, layout_.chunk_begin(static_cast<int>(b)), bucket.chunk);
+    mine.copy_(master_.narrow(0, bucket.shard_offset, bucket.chunk));
+    if (world == 1) continue;
+    at::Tensor region = param_flat_.narrow(0, bucket.begin, bucket.numel);
+    if (bucket.numel <= allgather_bucket_size_) {
+      pending.push_back({comm_->all_gather_async(region, mine), {}, {}});  // in place: mine is region's slice
+      continue;
+    }
+    // allgather_bucket_size caps the elements gathered per collective: gather the chunks piece by piece.
+    const int64_t piece = std::max<int64_t>(allgather_bucket_size_ / world, 1);
+    at::Tensor rows = region.view({world, bucket.chunk});
+    for (int64_t k = 0; k < bucket.chunk; k += piece) {
+      const int64_t n = std::min(piece, bucket.chunk - k);
+      at::Tensor send = mine.narrow(0, k, n).clone();
+      at::Tensor recv = at::empty({world * n}, send.options());
+      auto work = comm_->all_gather_async(recv, send);
+      pending.push_back({std::move(work), recv.view({world, n}), rows.narrow(1, k, n)});
+    }
+  }
+  for (auto& p : pending) {
+    p.work->wait();
+    if (p.gathered.defined()) p.dest.copy_(p.gathered);
+  }
+}
+
+}  // namespace zerotrain::detail

@@ -1,0 +1,128 @@
+// The Engine API on one rank: counters and accumulation boundaries, lr schedule, grad norm, loss scaling and
+// skipped steps, and the errors users hit.
+#include "zerotrain/engine.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <torch/nn/modules/linear.h>
+
+#include <cmath>
+#include <limits>
+
+namespace zerotrain {
+namespace {
+
+struct LinearRegImpl : torch::nn::Module {
+  LinearRegImpl() { fc = register_module("fc", torch::nn::Linear(4, 1)); }
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& y) { return (fc->forward(x) - y).pow(2).mean(); }
+  torch::nn::Linear fc{nullptr};
+};
+TORCH_MODULE(LinearReg);
+
+EngineOptions single_rank() {
+  EngineOptions o;
+  o.comm = make_single_comm();
+  o.device = c10::Device(c10::kCPU);
+  return o;
+}
+
+TEST(Engine, CountersAndAccumulationBoundaries) {
+  LinearReg model;
+  auto engine = initialize(model.ptr(), R"({"train_batch_size": 6, "train_micro_batch_size_per_gpu": 2,
+      "optimizer": {"type": "SGD", "params": {"lr": 0.1}}})", single_rank());
+  EXPECT_EQ(engine.gradient_accumulation_steps(), 3);
+  EXPECT_EQ(engine.train_batch_size(), 6);
+  const at::Tensor before = model->fc->weight.detach().clone();
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(engine.is_gradient_accumulation_boundary(), i == 2);
+    engine.backward(engine.forward(at::ones({2, 4}), at::zeros({2, 1})));
+    engine.step();
+    if (i < 2) EXPECT_TRUE(at::equal(model->fc->weight, before)) << "stepped before the boundary";
+  }
+  EXPECT_FALSE(at::equal(model->fc->weight, before));
+  EXPECT_EQ(engine.global_steps(), 1);
+  EXPECT_EQ(engine.global_samples(), 6);
+  EXPECT_EQ(engine.micro_steps(), 3);
+  ASSERT_TRUE(engine.get_global_grad_norm().has_value());
+  EXPECT_GT(*engine.get_global_grad_norm(), 0);
+}
+
+TEST(Engine, SgdStepMatchesHandComputation) {
+  LinearReg model;
+  {
+    at::NoGradGuard ng;
+    model->fc->weight.fill_(0.5);
+    model->fc->bias.fill_(0);
+  }
+  auto engine = initialize(model.ptr(), R"({"train_batch_size": 1, "gradient_clipping": 0,
+      "optimizer": {"type": "SGD", "params": {"lr": 0.1}}})", single_rank());
+  // loss = (sum(0.5 * x) - y)^2 with x = 1, y = 0: prediction 2, d/dw = 2 * 2 * x = 4, d/db = 4.
+  engine.backward(engine.forward(at::ones({1, 4}), at::zeros({1, 1})));
+  engine.step();
+  EXPECT_NEAR(model->fc->weight[0][0].item<double>(), 0.5 - 0.1 * 4, 1e-6);
+  EXPECT_NEAR(model->fc->bias[0].item<double>(), -0.1 * 4, 1e-6);
+  EXPECT_NEAR(*engine.get_global_grad_norm(), std::sqrt(5 * 16.0), 1e-5);
+}
+
+TEST(Engine, ScheduleDrivesLearningRate) {
+  LinearReg model;
+  auto engine = initialize(model.ptr(), R"({"train_batch_size": 1,
+      "optimizer": {"type": "AdamW", "params": {"lr": 0.01}},
+      "scheduler": {"type": "WarmupLR", "params": {"warmup_min_lr": 0, "warmup_max_lr": 0.01,
+                                                   "warmup_num_steps": 10, "warmup_type": "linear"}}})",
+                           single_rank());
+  // DeepSpeed's warmup gives warmup_min_lr for the first two steps, then rises.
+  std::vector<double> lrs{engine.get_lr()};
+  for (int i = 0; i < 5; ++i) {
+    engine.backward(engine.forward(at::ones({1, 4}), at::zeros({1, 1})));
+    engine.step();
+    lrs.push_back(engine.get_lr());
+  }
+  EXPECT_EQ(lrs[0], 0.0);
+  for (size_t i = 2; i < lrs.size(); ++i) EXPECT_GT(lrs[i], lrs[i - 1]) << "step " << i;
+  EXPECT_LT(lrs.back(), 0.01);
+}
+
+TEST(Engine, Fp16OverflowSkipsTheStepAndHalvesTheScale) {
+  LinearReg model;
+  auto engine = initialize(model.ptr(), R"({"train_batch_size": 1, "fp16": {"enabled": true, "auto_cast": true,
+      "initial_scale_power": 10, "hysteresis": 1}, "optimizer": {"type": "AdamW", "params": {"lr": 0.01}}})",
+                           single_rank());
+  EXPECT_EQ(engine.loss_scale(), 1024);
+  const at::Tensor before = model->fc->weight.detach().clone();
+  const at::Tensor x = at::full({1, 4}, std::numeric_limits<float>::infinity());
+  engine.backward(engine.forward(x, at::zeros({1, 1})));
+  engine.step();
+  EXPECT_EQ(engine.skipped_steps(), 1);
+  EXPECT_EQ(engine.global_steps(), 1);
+  EXPECT_EQ(engine.loss_scale(), 512);
+  EXPECT_TRUE(at::equal(model->fc->weight, before));
+  engine.backward(engine.forward(at::ones({1, 4}), at::zeros({1, 1})));
+  engine.step();
+  EXPECT_EQ(engine.skipped_steps(), 1);
+  EXPECT_FALSE(at::equal(model->fc->weight, before));
+  EXPECT_EQ(model->fc->weight.scalar_type(), at::kHalf);
+}
+
+TEST(Engine, Errors) {
+  LinearReg model;
+  try {
+    initialize(model.ptr(), R"({"train_batch_size": 1})", single_rank());
+    ADD_FAILURE();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("no \"optimizer\" section"), std::string::npos) << e.what();
+  }
+  try {
+    initialize(model.ptr(), R"({"train_batch_size": 1, "optimizer": {"type": "Adam"},
+                                "sparse_attention": {"mode": "fixed"}})", single_rank());
+    ADD_FAILURE();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("zerotrain does not support sparse attention"), std::string::npos) << e.what();
+  }
+  auto engine = initialize(model.ptr(), R"({"train_batch_size": 1, "optimizer": {"type": "Adam"}})", single_rank());
+  EXPECT_THROW(engine.backward(at::ones({2}, at::requires_grad())), c10::Error);
+  EXPECT_THROW(engine.backward(at::ones({})), c10::Error);
+}
+
+}  // namespace
+}  // namespace zerotrain
