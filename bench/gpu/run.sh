@@ -3,7 +3,8 @@
 # parity grid on every GPU with NCCL, and zerotrain vs the peers (DDP, torch ZeRO-1, FSDP2) on the same model,
 # batch and GPUs; print a table at the end. Needs .deps/ (scripts/fetch_gpu_deps.sh) carried along.
 #   device run: carry [".deps"], command "bash bench/gpu/run.sh"
-# Environment: ZT_BENCH=0 skips the benchmarks; ZT_STEPS (default 10) timed steps per benchmark.
+# Environment: ZT_TESTS=0 skips the tests and the parity grid, ZT_BENCH=0 the benchmarks; ZT_STEPS (default 10) timed
+# steps per benchmark.
 set -uo pipefail
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -27,11 +28,12 @@ echo "torch $($PY -c 'import torch; print(torch.__version__)'), $NGPU GPUs" | te
 t0=$(date +%s)
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$DEPS/usr" \
   -DTORCH_CUDA_ARCH_LIST=9.0 -DCMAKE_CUDA_ARCHITECTURES=90 >"$OUT/cmake.log" 2>&1 || { tail -40 "$OUT/cmake.log"; exit 1; }
-TESTS="shard_optimizer_test engine_test flat_layout_test loss_scaler_test lr_schedule_test models_test data_test"
+TESTS="shard_optimizer_test shard_optimizer_kernels_test engine_test flat_layout_test loss_scaler_test lr_schedule_test models_test data_test"
 cmake --build build-gpu -j "$(nproc)" --target zerotrain_cli parity_worker train_bench $TESTS >"$OUT/build.log" 2>&1 \
   || { grep -E "error|Error" "$OUT/build.log" | head -40; exit 1; }
 note "build: $(( $(date +%s) - t0 )) s"
 
+if [ "${ZT_TESTS:-1}" = 1 ]; then
 for t in $TESTS; do
   if [ -x "build-gpu/tests/unit/$t" ]; then
     "build-gpu/tests/unit/$t" >"$OUT/$t.log" 2>&1
@@ -43,6 +45,7 @@ ZT=build-gpu/zerotrain
 "$ZT" launch --no_local_rank build-gpu/tests/distributed/parity_worker --device cuda >"$OUT/parity.log" 2>&1
 grep PARITY "$OUT/parity.log" | tee -a "$LOG"
 note "parity ($NGPU GPUs, NCCL): $(tail -1 "$OUT/parity.log")"
+fi
 
 if [ "${ZT_BENCH:-1}" = 1 ]; then
   STEPS="${ZT_STEPS:-10}"
