@@ -6,5 +6,5 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 mkdir -p "$ROOT/.deps"
 cd "$ROOT/.deps"
-apt-get download nlohmann-json3-dev libcli11-dev libfmt-dev libgtest-dev libgmock-dev googletest 2>/dev/null
+apt-get download nlohmann-json3-dev libcli11-dev libfmt-dev libfmt9 libgtest-dev libgmock-dev googletest 2>/dev/null
 ls -1 "$ROOT/.deps"

@@ -33,6 +33,7 @@ cmake --build build-gpu -j "$(nproc)" --target zerotrain_cli parity_worker train
   || { grep -E "error|Error" "$OUT/build.log" | head -40; exit 1; }
 note "build: $(( $(date +%s) - t0 )) s"
 
+ZT=build-gpu/zerotrain
 if [ "${ZT_TESTS:-1}" = 1 ]; then
 for t in $TESTS; do
   if [ -x "build-gpu/tests/unit/$t" ]; then
@@ -41,16 +42,17 @@ for t in $TESTS; do
   fi
 done
 
-ZT=build-gpu/zerotrain
 "$ZT" launch --no_local_rank build-gpu/tests/distributed/parity_worker --device cuda >"$OUT/parity.log" 2>&1
 grep PARITY "$OUT/parity.log" | tee -a "$LOG"
-note "parity ($NGPU GPUs, NCCL): $(tail -1 "$OUT/parity.log")"
+note "parity ($NGPU GPUs, NCCL): $(grep -E '^[0-9]+ passed, [0-9]+ failed' "$OUT/parity.log" || echo 'no result line')"
 fi
 
 if [ "${ZT_BENCH:-1}" = 1 ]; then
   STEPS="${ZT_STEPS:-10}"
   SHAPE="--layers 22 --hidden 2048 --heads 32 --kv_heads 4 --ffn 5632 --vocab 32000 --seq 2048 --mb 4"
-  for mode in ddp zero1 fsdp2 fsdp2_noreshard; do
+  PEERS="ddp zero1 fsdp2 fsdp2_noreshard"
+  [ "${ZT_PEERS:-1}" = 1 ] || PEERS=""
+  for mode in $PEERS; do
     $PY -m torch.distributed.run --standalone --nproc_per_node "$NGPU" bench/peers/train_anchor.py --mode $mode $SHAPE \
       --steps "$STEPS" >"$OUT/peer_$mode.log" 2>&1
     note "$(grep RESULT "$OUT/peer_$mode.log" || echo "peer $mode: failed: $(tail -2 "$OUT/peer_$mode.log")")"

@@ -77,6 +77,14 @@ class NcclComm final : public Comm {
     pg_ = c10::make_intrusive<c10d::ProcessGroupNCCL>(store_, info.rank, info.world_size, opts);
   }
 
+  ~NcclComm() override {
+    // Tear the communicators down in order (c10d warns, and may leak, when a process group is just dropped).
+    try {
+      pg_->shutdown();
+    } catch (...) {
+    }
+  }
+
   int rank() const override { return rank_; }
   int world_size() const override { return size_; }
   std::string backend() const override { return "nccl"; }
