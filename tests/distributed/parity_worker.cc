@@ -68,14 +68,21 @@ struct RunConfig {
   std::string precision;
   int gas;
   std::string optimizer;  // "adamw" or "sgd" (SGD with momentum is sensitive to gradient scale; Adam is not)
+  std::string variant;    // "default", or a gradient-averaging setting that must not change the result:
+                          // "prescale" (prescale_gradients), "predivide" (gradient_predivide_factor 2),
+                          // "comm_fp32" (communication_data_type fp32), "no_overlap" (overlap_comm false)
 };
 
 constexpr double kSgdLr = 0.1, kSgdMomentum = 0.9;
 
+// SGD runs without clipping: clipping to a norm would hide a wrong gradient scale (e.g. averaging over ranks
+// missing), and SGD exists in the grid precisely to expose one.
+double clip_of(const RunConfig& rc) { return rc.optimizer == "sgd" ? 0.0 : kClip; }
+
 std::string ds_config(const RunConfig& rc, int world) {
   std::ostringstream c;
   c << R"({"train_micro_batch_size_per_gpu": )" << kMicroBatch << R"(, "gradient_accumulation_steps": )" << rc.gas
-    << R"(, "gradient_clipping": )" << kClip
+    << R"(, "gradient_clipping": )" << clip_of(rc)
     << R"(, "optimizer": )";
   if (rc.optimizer == "sgd") {
     c << R"({"type": "SGD", "params": {"lr": )" << kSgdLr << R"(, "momentum": )" << kSgdMomentum
@@ -86,7 +93,10 @@ std::string ds_config(const RunConfig& rc, int world) {
   }
   c << R"(, "zero_optimization": {"stage": )" << rc.stage
     << R"(, "reduce_bucket_size": 1500, "allgather_bucket_size": 700, "overlap_comm": )"
-    << (rc.gas == 1 ? "true" : "false") << "}";
+    << (rc.gas == 1 && rc.variant != "no_overlap" ? "true" : "false") << "}";
+  if (rc.variant == "prescale") c << R"(, "prescale_gradients": true)";
+  if (rc.variant == "predivide") c << R"(, "gradient_predivide_factor": 2.0)";
+  if (rc.variant == "comm_fp32") c << R"(, "communication_data_type": "fp32")";
   if (rc.precision == "bf16") c << R"(, "bf16": {"enabled": true})";
   if (rc.precision == "fp16") c << R"(, "fp16": {"enabled": true, "initial_scale_power": 12})";
   c << "}";
@@ -156,7 +166,7 @@ Reference run_reference(const RunConfig& rc, int steps, const at::Tensor& tokens
     const double norm = std::sqrt(sq) / scaler.scale();
     if (fp16.enabled && scaler.update(!std::isfinite(norm))) continue;
     double combined = scaler.scale();
-    if ((norm + 1e-6) / kClip > 1) combined *= (norm + 1e-6) / kClip;
+    if (clip_of(rc) > 0 && (norm + 1e-6) / clip_of(rc) > 1) combined *= (norm + 1e-6) / clip_of(rc);
     for (size_t i = 0; i < master.size(); ++i) master[i].mutable_grad() = acc[i] / combined;
     opt->step();
     at::NoGradGuard ng;
@@ -229,7 +239,7 @@ std::vector<std::string> split(const std::string& s) {
 
 int main(int argc, char** argv) {
   std::string stages = "0,1,2", precisions = "fp32,bf16,fp16", gas_list = "1,3", optimizers = "adamw,sgd",
-              device_name = "cpu";
+              variants = "default", device_name = "cpu";
   int steps = 5;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i], v = argv[i + 1];
@@ -239,6 +249,7 @@ int main(int argc, char** argv) {
     else if (a == "--steps") steps = std::stoi(v);
     else if (a == "--device") device_name = v;
     else if (a == "--optimizers") optimizers = v;
+    else if (a == "--variants") variants = v;
     else {
       std::fprintf(stderr, "unknown argument %s\n", a.c_str());
       return 2;
@@ -255,7 +266,8 @@ int main(int argc, char** argv) {
     for (const auto& prec : split(precisions)) {
       for (const auto& g : split(gas_list)) {
        for (const auto& optname : split(optimizers)) {
-        const RunConfig rc{std::stoi(st), prec, std::stoi(g), optname};
+       for (const auto& variant : split(variants)) {
+        const RunConfig rc{std::stoi(st), prec, std::stoi(g), optname, variant};
         const auto [tokens, targets] = make_data(steps, rc.gas, world);
         // The reference sees the global micro-batch: all ranks' samples at once.
         const Reference ref = run_reference(rc, steps, tokens, targets, device);
@@ -266,13 +278,15 @@ int main(int argc, char** argv) {
         failures += ok ? 0 : 1;
         ++runs;
         if (comm->rank() == 0) {
-          std::printf("PARITY world=%d stage=%d precision=%s gas=%d optimizer=%s: max loss rel diff %.3g (tol %.0e), "
-                      "max param err %.3g (tol %.0e, %s): %s\n",
-                      world, rc.stage, prec.c_str(), rc.gas, rc.optimizer.c_str(), o.max_loss_rel, loss_tol,
+          std::printf("PARITY world=%d stage=%d precision=%s gas=%d optimizer=%s variant=%s: max loss rel diff %.3g "
+                      "(tol %.0e), max param err %.3g (tol %.0e, %s): %s\n",
+                      world, rc.stage, prec.c_str(), rc.gas, rc.optimizer.c_str(), rc.variant.c_str(),
+                      o.max_loss_rel, loss_tol,
                       o.max_param_err, param_tol,
                       o.worst_param.c_str(), ok ? "ok" : "FAIL");
           std::fflush(stdout);
         }
+       }
        }
       }
     }
