@@ -96,9 +96,8 @@ void GradReducer::launch(int b) {
   if (settings_.stage == 1) {
     in = acc_.narrow(0, bucket.begin, bucket.numel).to(settings_.comm_dtype, /*non_blocking=*/false, /*copy=*/true);
   } else {
-    in = staging_[b].defined() ? staging_[b]
-                               : at::zeros({bucket.numel}, acc_.defined() ? acc_.options() : grad_shard_.options())
-                                     .to(settings_.comm_dtype);
+    // A bucket whose parameters all went unused this micro-step contributes zeros.
+    in = staging_[b].defined() ? staging_[b] : at::zeros({bucket.numel}, grad_shard_.options().dtype(settings_.comm_dtype));
     staging_[b] = at::Tensor();
   }
   if (pre != 1.0) in.mul_(pre);

@@ -32,8 +32,9 @@ ZeroOptimizer::ZeroOptimizer(const FlatLayout& layout, at::Tensor param_flat, st
 
 StepResult ZeroOptimizer::step(at::Tensor& grad, double lr, std::optional<double> beta1) {
   StepResult result;
-  // Sum of squares in fp32 over the shard, summed over ranks when sharded (stage 0 holds every gradient).
-  at::Tensor sq = grad.pow(2).sum().to(at::kDouble).reshape({1});
+  // Sum of squares over the shard (a norm kernel: no gradient-sized temporary), summed over ranks when sharded
+  // (stage 0 holds every gradient).
+  at::Tensor sq = at::linalg_vector_norm(grad, 2).to(at::kDouble).pow(2).reshape({1});
   if (sharded_ && comm_->world_size() > 1) comm_->all_reduce(sq, ReduceOp::kSum);
   const double scaled_norm = std::sqrt(sq.item<double>());
   const double scale = scaler_.scale();
