@@ -9,6 +9,7 @@
 #include <fstream>
 #include <string>
 
+#include "launch_test_util.h"
 #include "launch/environment.h"
 #include "launch/error.h"
 #include "launch/launch.h"
@@ -20,16 +21,6 @@ namespace zerotrain::detail {
 namespace {
 
 namespace fs = std::filesystem;
-
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const LaunchError& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // A temporary directory with a bin/ of stand-in programs, a home/ and a work/ directory.
 class LaunchPlanTest : public ::testing::Test {

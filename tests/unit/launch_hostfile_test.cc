@@ -7,23 +7,13 @@
 #include <fstream>
 #include <string>
 
+#include "launch_test_util.h"
 #include "launch/error.h"
 #include "launch/hostfile.h"
 #include "launch/world_info.h"
 
 namespace zerotrain::detail {
 namespace {
-
-// The message of the LaunchError `fn` throws ("" when it throws none).
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const LaunchError& e) {
-    return e.what();
-  }
-  return "";
-}
 
 TEST(Hostfile, ParsesDeepSpeedsGoodExample) {
   // DeepSpeed's tests/unit/launcher/test_run.py::test_hostfile_good.

@@ -5,22 +5,13 @@
 #include <algorithm>
 #include <string>
 
+#include "launch_test_util.h"
 #include "launch/cpu_binding.h"
 #include "launch/error.h"
 #include "launch/resources.h"
 
 namespace zerotrain::detail {
 namespace {
-
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const LaunchError& e) {
-    return e.what();
-  }
-  return "";
-}
 
 const ResourcePool kOneNode = {{"worker-0", 4}};
 const ResourcePool kTwoNodes = {{"worker-0", 4}, {"worker-1", 4}};
