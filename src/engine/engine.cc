@@ -74,8 +74,7 @@ Engine::Engine(std::shared_ptr<torch::nn::Module> model, torch::nn::AnyModule fo
   m.model = std::move(model);
   m.device = options.device.value_or(default_device(*m.comm));
   m.dtype = to_scalar_type(cfg.precision());
-  m.model->to(m.device);
-  if (m.dtype != at::kFloat) m.model->to(m.dtype);
+  m.model->to(m.device, m.dtype);  // floating parameters and buffers, as DeepSpeed casts the module
 
   // Trainable parameters once each (tied weights are one tensor), in registration order.
   std::unordered_set<const void*> seen;

@@ -94,7 +94,9 @@ void GradReducer::launch(int b) {
   }
   at::Tensor in;
   if (settings_.stage == 1) {
-    in = acc_.narrow(0, bucket.begin, bucket.numel).to(settings_.comm_dtype, /*non_blocking=*/false, /*copy=*/true);
+    // Reduce straight from the accumulation buffer when the dtypes match (it is zeroed after the step anyway).
+    at::Tensor region = acc_.narrow(0, bucket.begin, bucket.numel);
+    in = settings_.comm_dtype == at::kFloat ? region : region.to(settings_.comm_dtype);
   } else {
     // A bucket whose parameters all went unused this micro-step contributes zeros.
     in = staging_[b].defined() ? staging_[b] : at::zeros({bucket.numel}, grad_shard_.options().dtype(settings_.comm_dtype));
