@@ -240,10 +240,12 @@ TEST_F(LaunchProcessTest, FailingRankStopsTheOthersAndSetsTheExitCode) {
 }
 
 TEST_F(LaunchProcessTest, RankIgnoringSigtermIsKilledAfterTheGracePeriod) {
-  LaunchOptions opts = options(script("rank.sh", dump_env_then(
+  // SIGTERM is ignored before the pid file appears: otherwise rank 1 can exit, and the launcher stop rank 0, before
+  // rank 0 has installed the trap.
+  LaunchOptions opts = options(script("rank.sh", "trap '' TERM\n" + dump_env_then(
                                                      "if [ \"$RANK\" = 1 ]; then\n"
                                                      "  while [ ! -f \"$OUT/pid.0\" ]; do sleep 0.05; done\n"
-                                                     "  exit 5\nfi\ntrap '' TERM\nexec sleep 100")),
+                                                     "  exit 5\nfi\nexec sleep 100")),
                                2);
   opts.terminate_timeout_s = 1;
   const auto start = Clock::now();
