@@ -1,5 +1,4 @@
-// The training engine: DeepSpeed's engine API over ZeRO stages 0-2 (stage 3 arrives later), for any
-// torch::nn::Module.
+// The training engine: DeepSpeed's engine API over ZeRO stages 0-3, for any torch::nn::Module.
 //
 //   auto engine = zerotrain::initialize(model, "ds_config.json");
 //   for (auto& batch : data) {
@@ -7,6 +6,12 @@
 //     engine.backward(loss);                     // scales by 1/gradient_accumulation_steps (and the loss scale)
 //     engine.step();                             // steps the optimizer on accumulation boundaries
 //   }
+//
+// Stage 3 partitions the parameters in units that are gathered just before use and freed after. A built-in
+// CausalLM is split automatically: its embedding, each transformer block and its head are units (prefetched in
+// the recorded execution order). Any other module is one unit, gathered for Engine::forward and for
+// Engine::backward: call it through the engine. Between uses a stage-3 parameter keeps its shape but holds no
+// data; read or change full parameters inside a GatheredParameters scope.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -29,6 +34,9 @@ struct EngineOptions {
   CommOptions comm_options;            // used when comm is null
   std::optional<c10::Device> device;   // default: cuda:LOCAL_RANK when CUDA is available, else cpu
   RunInfo run;                         // resolves "auto" config values (world_size comes from the communicator)
+  // Recompute each transformer block of a built-in CausalLM in backward instead of keeping its activations
+  // (DeepSpeed's activation checkpointing of every layer). Ignored for other modules.
+  bool activation_checkpointing = false;
 };
 
 class Engine {
@@ -44,6 +52,7 @@ class Engine {
   template <typename... Args>
   at::Tensor forward(Args&&... args) {
     TORCH_CHECK(!forward_.is_empty(), "Engine::forward: the model has no single forward() method; call it directly");
+    ForwardScope scope(*this);
     return forward_.forward(cast_input(std::forward<Args>(args))...);
   }
   // Backpropagates `loss` (a scalar) scaled by 1/gradient_accumulation_steps and by the fp16 loss scale, and reduces
@@ -66,12 +75,22 @@ class Engine {
   int64_t global_samples() const;  // global_steps * train_batch_size
   int64_t skipped_steps() const;   // steps skipped for fp16 overflow
   int64_t micro_steps() const;
+  int zero_stage() const;
   const Config& config() const;
   Comm& comm() const;
   c10::Device device() const;
   torch::nn::Module& module() const;
 
  private:
+  friend class GatheredParameters;
+  // Stage 3 with a module that is one unit: gathered for the duration of forward.
+  struct ForwardScope {
+    explicit ForwardScope(Engine& e) : engine(e) { engine.begin_forward(); }
+    ~ForwardScope() { engine.end_forward(); }
+    Engine& engine;
+  };
+  void begin_forward();
+  void end_forward() noexcept;
   at::Tensor cast_tensor(const at::Tensor& t) const;
   template <typename T>
   decltype(auto) cast_input(T&& v) const {
@@ -85,6 +104,24 @@ class Engine {
   struct Impl;
   std::unique_ptr<Impl> impl_;
   torch::nn::AnyModule forward_;
+};
+
+// Full parameters for user code, as DeepSpeed's zero.GatheredParameters: at stage 3 every unit is gathered for the
+// scope's lifetime (a collective: every rank must open and close the scope together); at stages 0-2 it does
+// nothing. With `modifier_rank`, changes that rank makes to the parameters inside the scope are broadcast at the end
+// and become the trained values (the fp32 master weights too), on every stage.
+//
+//   { zerotrain::GatheredParameters full(engine, /*modifier_rank=*/0); if (rank == 0) init(model); }
+class GatheredParameters {
+ public:
+  explicit GatheredParameters(Engine& engine, std::optional<int> modifier_rank = std::nullopt);
+  ~GatheredParameters() noexcept(false);
+  GatheredParameters(const GatheredParameters&) = delete;
+  GatheredParameters& operator=(const GatheredParameters&) = delete;
+
+ private:
+  Engine& engine_;
+  std::optional<int> modifier_rank_;
 };
 
 // Builds an Engine for `model`: moves it to the device, casts it to the training dtype, broadcasts rank 0's

@@ -1,6 +1,6 @@
 // Built-in reference models for `zerotrain train` and the benchmarks: decoder-only transformers of the GPT-2 and
 // Llama families as LibTorch modules. The model holds no parallelism: ZeRO, offload and activation checkpointing
-// are applied by the engine, which reaches the blocks through CausalLM::blocks() and set_block_runner().
+// are applied by the engine, which runs forward's segments (embedding, blocks, head) through set_segment_runner().
 //
 //   auto spec = zerotrain::model_spec("llama-tiny");
 //   torch::manual_seed(0);                        // initialization is a function of the seed
@@ -84,8 +84,12 @@ class TransformerBlock : public torch::nn::Module {
   virtual at::Tensor forward(const at::Tensor& hidden) = 0;
 };
 
-// Runs block `index` on `hidden`; the engine installs one to gather, prefetch or recompute around each block.
-using BlockRunner = std::function<at::Tensor(int64_t index, TransformerBlock& block, const at::Tensor& hidden)>;
+// Forward runs in segments: 0 is the embedding (input: the (B, S) tokens), 1 .. num_layers are the blocks (input and
+// output (B, S, H) hidden states), num_layers + 1 is the head (output: (B, S, V) logits). A segment runner computes
+// segment `index` as fn(input); the engine installs one to gather (ZeRO-3), prefetch or recompute (activation
+// checkpointing) around each segment. fn depends on its input and the segment's parameters only.
+using SegmentFn = std::function<at::Tensor(const at::Tensor& input)>;
+using SegmentRunner = std::function<at::Tensor(int64_t index, const SegmentFn& fn, const at::Tensor& input)>;
 
 // A decoder-only language model: tokens -> next-token logits.
 class CausalLM : public torch::nn::Module {
@@ -107,8 +111,12 @@ class CausalLM : public torch::nn::Module {
   // The transformer blocks in execution order; each is a TransformerBlock (std::dynamic_pointer_cast to call it).
   std::vector<std::shared_ptr<torch::nn::Module>> blocks() const;
 
-  // Routes every block call of forward() through `runner`; an empty function restores direct calls.
-  void set_block_runner(BlockRunner runner);
+  // Routes every segment of forward() through `runner`; an empty function restores direct calls.
+  void set_segment_runner(SegmentRunner runner);
+
+  // The parameters each segment reads (num_layers + 2 lists, in segment order); a tied weight is listed in every
+  // segment that reads it.
+  std::vector<std::vector<at::Tensor>> segment_parameters() const;
 
   // The spec the model was built from.
   const ModelSpec& spec() const { return spec_; }
@@ -117,10 +125,14 @@ class CausalLM : public torch::nn::Module {
   // Subclasses append their blocks here in execution order (they are registered under HF names separately).
   void add_block(std::shared_ptr<TransformerBlock> block);
 
+  // The parameters embed() and head() read.
+  virtual std::vector<at::Tensor> embed_parameters() const = 0;
+  virtual std::vector<at::Tensor> head_parameters() const = 0;
+
  private:
   ModelSpec spec_;
   std::vector<std::shared_ptr<TransformerBlock>> blocks_;  // registered elsewhere; shared, not copied
-  BlockRunner runner_;                                    // empty: call blocks directly
+  SegmentRunner runner_;                                  // empty: call segments directly
 };
 
 // Builds the model of `spec` in fp32 on the CPU, initialized from torch's global generator (torch::manual_seed):

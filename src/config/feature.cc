@@ -19,7 +19,6 @@ struct ValueFeature {
 };
 
 const ValueFeature kValueFeatures[] = {
-    {"ZeRO stage 3", "zero_optimization.stage", [](const Config::Data& d) { return d.zero.stage == 3; }},
     {"optimizer offload", "zero_optimization.offload_optimizer.device",
      [](const Config::Data& d) { return d.zero.offload_optimizer.device != OffloadDevice::kNone; }},
     {"parameter offload", "zero_optimization.offload_param.device",

@@ -6,13 +6,18 @@
 #include <torch/csrc/autograd/variable.h>
 
 #include <cctype>
+#include <exception>
+#include <stdexcept>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "lr/lr_schedule.h"
 #include "zero/flat_layout.h"
 #include "zero/grad_reducer.h"
+#include "zero/param_units.h"
 #include "zero/zero_optimizer.h"
 #include "zerotrain/dtype.h"
+#include "zerotrain/models.h"
 
 namespace zerotrain {
 namespace {
@@ -30,6 +35,77 @@ c10::Device default_device(const Comm& comm) {
   return c10::Device(c10::kCPU);
 }
 
+// How stage 3 partitions a model: units in layout order (the order their gradients complete in backward), which
+// stay gathered, and which units each forward segment reads.
+struct Stage3Plan {
+  std::vector<std::vector<int>> groups;         // parameter indices per unit
+  std::vector<bool> persistent;                 // per unit
+  std::vector<std::vector<int>> segment_units;  // per segment; empty: the whole module is one unit
+};
+
+// `segments`: the parameters each forward segment reads (CausalLM::segment_parameters), or empty. A parameter
+// belongs to the first segment that reads it. Parameters of at most `threshold` elements (up to `model_threshold`
+// in total) stay gathered in one persistent unit, as do trainable parameters no segment reads.
+Stage3Plan plan_stage3(const std::vector<at::Tensor>& params, const std::vector<std::vector<at::Tensor>>& segments,
+                       int64_t threshold, int64_t model_threshold) {
+  const int n = static_cast<int>(params.size());
+  std::unordered_map<const void*, int> index;
+  for (int i = 0; i < n; ++i) index[params[i].unsafeGetTensorImpl()] = i;
+  std::vector<char> persistent(n, 0);
+  int64_t persistent_total = 0;
+  for (int i = 0; i < n; ++i) {
+    const int64_t numel = params[i].numel();
+    if (numel <= threshold && persistent_total + numel <= model_threshold) {
+      persistent[i] = 1;
+      persistent_total += numel;
+    }
+  }
+  const int num_segments = static_cast<int>(segments.size());
+  std::vector<int> owner(n, -1);
+  for (int s = 0; s < num_segments; ++s) {
+    for (const auto& p : segments[s]) {
+      auto it = index.find(p.unsafeGetTensorImpl());
+      if (it != index.end() && owner[it->second] < 0) owner[it->second] = s;
+    }
+  }
+  Stage3Plan plan;
+  std::vector<int> unit_of(n, -1);
+  auto add_unit = [&](std::vector<int> members, bool keep) {
+    if (members.empty()) return;
+    for (int p : members) unit_of[p] = static_cast<int>(plan.groups.size());
+    plan.groups.push_back(std::move(members));
+    plan.persistent.push_back(keep);
+  };
+  // Last segment first: backward finishes the head's gradients first and the embedding's last.
+  for (int s = num_segments - 1; s >= 0; --s) {
+    std::vector<int> members;
+    for (int i = n - 1; i >= 0; --i) {
+      if (owner[i] == s && !persistent[i]) members.push_back(i);
+    }
+    add_unit(std::move(members), false);
+  }
+  std::vector<int> rest, kept;
+  for (int i = n - 1; i >= 0; --i) {
+    if (persistent[i]) {
+      kept.push_back(i);
+    } else if (owner[i] < 0) {
+      rest.push_back(i);
+    }
+  }
+  // Without segments the module is one unit; with them, parameters no segment reads are kept gathered.
+  add_unit(std::move(rest), num_segments > 0);
+  add_unit(std::move(kept), true);
+  for (int s = 0; s < num_segments; ++s) {
+    std::vector<int> units;
+    for (const auto& p : segments[s]) {
+      auto it = index.find(p.unsafeGetTensorImpl());
+      if (it != index.end()) units.push_back(unit_of[it->second]);
+    }
+    plan.segment_units.push_back(std::move(units));
+  }
+  return plan;
+}
+
 }  // namespace
 
 struct Engine::Impl {
@@ -40,7 +116,10 @@ struct Engine::Impl {
   at::ScalarType dtype = at::kFloat;
   std::vector<at::Tensor> params;  // trainable, registration order, shared parameters once
   std::unique_ptr<detail::FlatLayout> layout;
-  at::Tensor param_flat;           // (total_numel,) training dtype, device: the parameters' storage
+  at::Tensor param_flat;           // stages 0-2: (total_numel,) training dtype, device: the parameters' storage
+  std::unique_ptr<detail::ParamUnits> units;  // stage 3
+  bool whole_module_unit = false;  // stage 3 without segments: gather everything for forward and backward
+  std::shared_ptr<CausalLM> causal_lm;  // set when the engine installed a segment runner on it
   std::unique_ptr<detail::GradReducer> reducer;
   std::unique_ptr<detail::ZeroOptimizer> optimizer;
   std::unique_ptr<detail::LrSchedule> schedule;
@@ -48,6 +127,10 @@ struct Engine::Impl {
   int64_t global_steps = 0;
   std::optional<double> last_grad_norm;
   bool in_backward = false;
+
+  ~Impl() {
+    if (causal_lm) causal_lm->set_segment_runner({});  // the runner points into this engine
+  }
 
   int64_t completed_schedule_steps() const { return optimizer->applied_steps(); }
   double lr() const {
@@ -87,12 +170,33 @@ Engine::Engine(std::shared_ptr<torch::nn::Module> model, torch::nn::AnyModule fo
   const int world = m.comm->world_size();
   std::vector<int64_t> numels;
   for (auto& p : m.params) numels.push_back(p.numel());
-  // Stage 0 shards nothing: every rank owns every bucket.
-  m.layout = std::make_unique<detail::FlatLayout>(numels, stage == 0 ? 1 : world, stage == 0 ? 0 : m.comm->rank(),
-                                                  cfg.zero().reduce_bucket_size);
+  m.causal_lm = std::dynamic_pointer_cast<CausalLM>(m.model);
+  const bool checkpoint = options.activation_checkpointing && m.causal_lm;
 
-  {
-    at::NoGradGuard no_grad;
+  at::NoGradGuard no_grad;
+  if (stage == 3) {
+    const auto& z = cfg.zero();
+    const Stage3Plan plan =
+        plan_stage3(m.params, m.causal_lm ? m.causal_lm->segment_parameters() : std::vector<std::vector<at::Tensor>>{},
+                    z.param_persistence_threshold, z.model_persistence_threshold);
+    m.layout = std::make_unique<detail::FlatLayout>(numels, plan.groups, world, m.comm->rank(), z.reduce_bucket_size);
+    m.units = std::make_unique<detail::ParamUnits>(
+        *m.layout, m.params, plan.persistent, m.comm,
+        detail::UnitSettings{z.prefetch_bucket_size, z.max_live_parameters, z.max_reuse_distance});
+    if (m.causal_lm) {
+      m.units->set_segments(plan.segment_units);
+      const int64_t last = static_cast<int64_t>(plan.segment_units.size()) - 1;
+      m.causal_lm->set_segment_runner(
+          [units = m.units.get(), checkpoint, last](int64_t index, const SegmentFn& fn, const at::Tensor& input) {
+            return units->run_segment(static_cast<int>(index), fn, input, checkpoint && index > 0 && index < last);
+          });
+    } else {
+      m.whole_module_unit = true;
+    }
+  } else {
+    // Stage 0 shards nothing: every rank owns every bucket.
+    m.layout = std::make_unique<detail::FlatLayout>(numels, stage == 0 ? 1 : world, stage == 0 ? 0 : m.comm->rank(),
+                                                    cfg.zero().reduce_bucket_size);
     // Parameters become views into one flat buffer; rank 0's values win (DeepSpeed broadcasts the model too).
     m.param_flat = at::zeros({m.layout->total_numel()}, m.params.front().options());
     for (size_t i = 0; i < m.params.size(); ++i) {
@@ -102,15 +206,21 @@ Engine::Engine(std::shared_ptr<torch::nn::Module> model, torch::nn::AnyModule fo
       m.params[i].set_data(view.view(m.params[i].sizes()));
     }
     m.comm->broadcast(m.param_flat, 0);
-    for (auto& p : frozen) {
-      at::Tensor c = p.contiguous();
-      m.comm->broadcast(c, 0);
-      if (!c.is_same(p)) p.copy_(c);
+    if (checkpoint) {
+      const int64_t last = m.causal_lm->spec().num_layers + 1;
+      m.causal_lm->set_segment_runner([last](int64_t index, const SegmentFn& fn, const at::Tensor& input) {
+        return index > 0 && index < last ? detail::checkpoint_segment(fn, input) : fn(input);
+      });
     }
-    for (auto& b : m.model->buffers(/*recurse=*/true)) {
-      if (!b.is_contiguous()) continue;
-      m.comm->broadcast(b, 0);
-    }
+  }
+  for (auto& p : frozen) {
+    at::Tensor c = p.contiguous();
+    m.comm->broadcast(c, 0);
+    if (!c.is_same(p)) p.copy_(c);
+  }
+  for (auto& b : m.model->buffers(/*recurse=*/true)) {
+    if (!b.is_contiguous()) continue;
+    m.comm->broadcast(b, 0);
   }
 
   // Gradient averaging: DeepSpeed's prescale_gradients / gradient_predivide_factor / gradient_allreduce_op.
@@ -128,7 +238,11 @@ Engine::Engine(std::shared_ptr<torch::nn::Module> model, torch::nn::AnyModule fo
     }
   }
   m.reducer = std::make_unique<detail::GradReducer>(*m.layout, m.params, m.comm, rs);
-  m.optimizer = std::make_unique<detail::ZeroOptimizer>(*m.layout, m.param_flat, m.comm, cfg, /*sharded=*/stage >= 1);
+  const auto placement = stage == 0   ? detail::ParamPlacement::kReplicated
+                         : stage <= 2 ? detail::ParamPlacement::kGathered
+                                      : detail::ParamPlacement::kShardOnly;
+  m.optimizer = std::make_unique<detail::ZeroOptimizer>(*m.layout, stage == 3 ? m.units->shard() : m.param_flat,
+                                                        m.comm, cfg, placement);
   m.schedule = detail::make_lr_schedule(cfg.scheduler(), cfg.optimizer().lr);
 }
 
@@ -151,14 +265,26 @@ void Engine::backward(const at::Tensor& loss) {
   const double factor = m.optimizer->loss_scale() / static_cast<double>(gradient_accumulation_steps());
   m.reducer->begin_backward(is_gradient_accumulation_boundary());
   m.in_backward = true;
+  if (m.whole_module_unit) m.units->acquire_all();
   try {
     (loss.to(at::kFloat) * factor).backward();
   } catch (...) {
     m.in_backward = false;
+    if (m.whole_module_unit) m.units->release_all();
     throw;
   }
   m.reducer->end_backward();
+  if (m.whole_module_unit) m.units->release_all();
+  if (m.units) m.units->end_backward();
   m.in_backward = false;
+}
+
+void Engine::begin_forward() {
+  if (impl_->whole_module_unit) impl_->units->acquire_all();
+}
+
+void Engine::end_forward() noexcept {
+  if (impl_->whole_module_unit) impl_->units->release_all();
 }
 
 void Engine::step() {
@@ -171,6 +297,7 @@ void Engine::step() {
     const auto beta1 =
         m.schedule && has_betas ? m.schedule->momentum(m.completed_schedule_steps()) : std::optional<double>();
     const auto result = m.optimizer->step(m.reducer->grad_shard(), lr, beta1);
+    if (m.units && !result.skipped) m.units->after_step();
     m.reducer->zero();
     m.last_grad_norm = result.grad_norm;
     ++m.global_steps;
@@ -198,9 +325,40 @@ int64_t Engine::global_steps() const { return impl_->global_steps; }
 int64_t Engine::global_samples() const { return impl_->global_steps * train_batch_size(); }
 int64_t Engine::skipped_steps() const { return impl_->optimizer->skipped_steps(); }
 int64_t Engine::micro_steps() const { return impl_->micro_steps; }
+int Engine::zero_stage() const { return impl_->config->zero().stage; }
 const Config& Engine::config() const { return *impl_->config; }
 Comm& Engine::comm() const { return *impl_->comm; }
 c10::Device Engine::device() const { return impl_->device; }
 torch::nn::Module& Engine::module() const { return *impl_->model; }
+
+GatheredParameters::GatheredParameters(Engine& engine, std::optional<int> modifier_rank)
+    : engine_(engine), modifier_rank_(modifier_rank) {
+  const int world = engine.comm().world_size();
+  if (modifier_rank && (*modifier_rank < 0 || *modifier_rank >= world)) {
+    throw std::invalid_argument("GatheredParameters: modifier_rank " + std::to_string(*modifier_rank) +
+                                " is not a rank of this world (0.." + std::to_string(world - 1) + ")");
+  }
+  if (engine_.impl_->units) engine_.impl_->units->acquire_all();
+}
+
+GatheredParameters::~GatheredParameters() noexcept(false) {
+  auto& m = *engine_.impl_;
+  const bool unwinding = std::uncaught_exceptions() > 0;
+  try {
+    if (modifier_rank_ && !unwinding) {
+      at::NoGradGuard no_grad;
+      if (m.units) {
+        m.units->broadcast_from(*modifier_rank_);
+      } else {
+        m.comm->broadcast(m.param_flat, *modifier_rank_);
+      }
+      m.optimizer->load_master();
+    }
+  } catch (...) {
+    if (m.units) m.units->release_all();
+    throw;
+  }
+  if (m.units) m.units->release_all();
+}
 
 }  // namespace zerotrain

@@ -14,11 +14,17 @@ namespace zerotrain {
 CausalLM::CausalLM(ModelSpec spec) : spec_(std::move(spec)) {}
 
 at::Tensor CausalLM::forward(const at::Tensor& tokens) {
-  at::Tensor hidden = embed(tokens);  // (B, S, H)
-  for (size_t i = 0; i < blocks_.size(); ++i) {
-    hidden = runner_ ? runner_(static_cast<int64_t>(i), *blocks_[i], hidden) : blocks_[i]->forward(hidden);
+  if (!runner_) {
+    at::Tensor hidden = embed(tokens);  // (B, S, H)
+    for (auto& block : blocks_) hidden = block->forward(hidden);
+    return head(hidden);  // (B, S, V)
   }
-  return head(hidden);  // (B, S, V)
+  at::Tensor hidden = runner_(0, [this](const at::Tensor& t) { return embed(t); }, tokens);
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    TransformerBlock* block = blocks_[i].get();
+    hidden = runner_(static_cast<int64_t>(i) + 1, [block](const at::Tensor& h) { return block->forward(h); }, hidden);
+  }
+  return runner_(static_cast<int64_t>(blocks_.size()) + 1, [this](const at::Tensor& h) { return head(h); }, hidden);
 }
 
 at::Tensor CausalLM::loss(const at::Tensor& tokens, const at::Tensor& targets) {
@@ -37,7 +43,15 @@ std::vector<std::shared_ptr<torch::nn::Module>> CausalLM::blocks() const {
   return {blocks_.begin(), blocks_.end()};
 }
 
-void CausalLM::set_block_runner(BlockRunner runner) { runner_ = std::move(runner); }
+void CausalLM::set_segment_runner(SegmentRunner runner) { runner_ = std::move(runner); }
+
+std::vector<std::vector<at::Tensor>> CausalLM::segment_parameters() const {
+  std::vector<std::vector<at::Tensor>> out;
+  out.push_back(embed_parameters());
+  for (const auto& block : blocks_) out.push_back(block->parameters(/*recurse=*/true));
+  out.push_back(head_parameters());
+  return out;
+}
 
 void CausalLM::add_block(std::shared_ptr<TransformerBlock> block) {
   TORCH_INTERNAL_ASSERT(block, "a model family registered a block that is not a TransformerBlock");

@@ -117,6 +117,13 @@ class Gpt2LM : public CausalLM {
     return at::linear(x, weight);                                                   // (B, S, V)
   }
 
+  std::vector<at::Tensor> embed_parameters() const override {
+    return {transformer->wte->weight, transformer->wpe->weight};
+  }
+  std::vector<at::Tensor> head_parameters() const override {
+    return {transformer->ln_f->weight, transformer->ln_f->bias, lm_head ? lm_head->weight : transformer->wte->weight};
+  }
+
   std::shared_ptr<Gpt2Transformer> transformer;
   torch::nn::Linear lm_head{nullptr};  // (V, H), only when the embeddings are not tied
 

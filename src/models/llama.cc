@@ -120,6 +120,11 @@ class LlamaLM : public CausalLM {
     return at::linear(x, weight);                                                       // (B, S, V)
   }
 
+  std::vector<at::Tensor> embed_parameters() const override { return {model->embed_tokens->weight}; }
+  std::vector<at::Tensor> head_parameters() const override {
+    return {model->norm->weight, lm_head ? lm_head->weight : model->embed_tokens->weight};
+  }
+
   std::shared_ptr<LlamaModel> model;
   torch::nn::Linear lm_head{nullptr};  // (V, H), absent when tied
 };

@@ -8,6 +8,10 @@
 // chunk r of EVERY bucket (as FSDP shards each unit). A rank's shard - its fp32 master weights, optimizer state
 // and gradient partition - is the concatenation of its chunks, bucket by bucket. So one reduce-scatter of a bucket
 // lands exactly on the owner's chunk, and one all-gather of a bucket's chunks restores the bucket: no copies.
+//
+// Stage 3 lays parameters out in groups (its units): each group is a contiguous range of whole buckets, so a unit's
+// full parameters are one contiguous range of the flat layout and its gradients never share a bucket with another
+// unit's.
 #pragma once
 
 #include <cstdint>
@@ -34,10 +38,23 @@ struct Bucket {
   std::vector<int> params;   // indices (registration order) of the parameters in it
 };
 
+// A group of parameters laid out together: buckets [first_bucket, end_bucket), flat range [begin, begin + numel).
+struct Group {
+  int first_bucket = 0;
+  int end_bucket = 0;
+  int64_t begin = 0;
+  int64_t numel = 0;
+};
+
 class FlatLayout {
  public:
-  // `numels`: element counts of the trainable parameters in registration order.
+  // `numels`: element counts of the trainable parameters in registration order. One group: every parameter, in
+  // reverse registration order.
   FlatLayout(const std::vector<int64_t>& numels, int world_size, int rank, int64_t bucket_size);
+  // `groups`: parameter indices, group by group in layout order; every parameter in exactly one group (throws
+  // std::invalid_argument otherwise). Buckets never span groups.
+  FlatLayout(const std::vector<int64_t>& numels, const std::vector<std::vector<int>>& groups, int world_size,
+             int rank, int64_t bucket_size);
 
   int64_t total_numel() const { return total_; }    // padded flat buffer size
   int64_t shard_numel() const { return shard_; }    // this rank's shard size
@@ -45,6 +62,7 @@ class FlatLayout {
   int rank() const { return rank_; }
   const std::vector<ParamSlot>& slots() const { return slots_; }
   const std::vector<Bucket>& buckets() const { return buckets_; }
+  const std::vector<Group>& groups() const { return groups_; }
 
   // The flat-buffer range of this rank's chunk of bucket b: [begin + rank * chunk, + chunk).
   int64_t chunk_begin(int b) const { return buckets_[b].begin + rank_ * buckets_[b].chunk; }
@@ -59,6 +77,7 @@ class FlatLayout {
   int64_t shard_ = 0;
   std::vector<ParamSlot> slots_;
   std::vector<Bucket> buckets_;
+  std::vector<Group> groups_;
 };
 
 }  // namespace zerotrain::detail

@@ -4,6 +4,9 @@
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/variable.h>
 
+#include <algorithm>
+#include <stdexcept>
+
 namespace zerotrain::detail {
 namespace {
 
@@ -32,6 +35,7 @@ GradReducer::GradReducer(const FlatLayout& layout, std::vector<at::Tensor> param
   grad_shard_ = settings_.stage == 0 ? acc_ : at::zeros({layout_.shard_numel()}, fp32);
   staging_.resize(layout_.buckets().size());
   missing_.resize(layout_.buckets().size());
+  reported_.assign(params_.size(), 0);
   for (size_t i = 0; i < params_.size(); ++i) {
     auto acc = torch::autograd::impl::grad_accumulator(params_[i]);
     TORCH_INTERNAL_ASSERT(acc, "parameter ", i, " has no grad accumulator (does it require grad?)");
@@ -49,10 +53,11 @@ GradReducer::~GradReducer() {
 void GradReducer::begin_backward(bool boundary) {
   std::lock_guard<std::mutex> lock(mu_);
   TORCH_INTERNAL_ASSERT(in_flight_.empty() && next_launch_ == 0, "begin_backward while a backward is in progress");
-  reduce_this_step_ = settings_.stage == 2 || boundary;
+  reduce_this_step_ = settings_.stage >= 2 || boundary;
   for (size_t b = 0; b < layout_.buckets().size(); ++b) {
     missing_[b] = static_cast<int>(layout_.buckets()[b].params.size());
   }
+  std::fill(reported_.begin(), reported_.end(), 0);
 }
 
 void GradReducer::on_grad_ready(int p) {
@@ -62,14 +67,23 @@ void GradReducer::on_grad_ready(int p) {
   if (!grad.defined()) return;
   const ParamSlot& slot = layout_.slots()[p];
   const Bucket& bucket = layout_.buckets()[slot.bucket];
+  if (reduce_this_step_ && slot.bucket < next_launch_) {
+    throw std::runtime_error(
+        "parameter " + std::to_string(p) + " (" + std::to_string(slot.numel) +
+        " elements) received a gradient after its bucket was reduced in this backward: it is used in two "
+        "activation-checkpointed segments, or in a checkpointed and a plain one; checkpoint both uses together or "
+        "set overlap_comm to false");
+  }
   if (settings_.stage <= 1) {
     acc_.narrow(0, slot.offset, slot.numel).add_(grad.reshape({-1}));
   } else {
     at::Tensor& staging = staging_[slot.bucket];
     if (!staging.defined()) staging = at::zeros({bucket.numel}, grad.options().dtype(settings_.comm_dtype));
-    staging.narrow(0, slot.offset - bucket.begin, slot.numel).copy_(grad.reshape({-1}));
+    staging.narrow(0, slot.offset - bucket.begin, slot.numel).add_(grad.reshape({-1}));
   }
   param.mutable_grad().reset();  // the flat buffers hold it now
+  if (reported_[p]) return;      // a second part of the same gradient (see the note)
+  reported_[p] = 1;
   if (--missing_[slot.bucket] == 0 && reduce_this_step_ && settings_.overlap_comm) launch_ready_in_order();
 }
 

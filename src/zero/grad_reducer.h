@@ -1,16 +1,19 @@
-// Gradient reduction for ZeRO stages 0, 1 and 2.
+// Gradient reduction for ZeRO stages 0-3.
 //
 // [Note: gradient path]
 // A post-accumulate hook on every trainable parameter (on its AccumulateGrad node, as c10d's DDP Reducer does)
 // moves param.grad into a flat buffer the moment autograd has produced it, and frees param.grad:
 //   stage 0/1: added into the full fp32 accumulation buffer `acc_`; reduced only on the accumulation boundary
 //              (stage 0: all-reduce in place; stage 1: reduce-scatter into this rank's fp32 gradient shard);
-//   stage 2:   copied into a per-bucket staging buffer in the communication dtype and reduce-scattered on EVERY
-//              micro-step, accumulating into the fp32 gradient shard: no full-size gradient is ever kept.
+//   stage 2/3: added into a per-bucket staging buffer in the communication dtype and reduce-scattered on EVERY
+//              micro-step, accumulating into the fp32 gradient shard: no full-size gradient is ever kept (at
+//              stage 3 a bucket never spans two units, so a unit's gradients go as soon as its backward is done).
 // When a bucket's last parameter arrives it is launched (with overlap_comm, from the hook, so communication
 // overlaps the rest of backward; without it, after backward). Buckets are launched strictly in index order,
 // identical on every rank, so collectives always match even when the graph differs between ranks; parameters
-// that receive no gradient (unused) are flushed as zeros after backward.
+// that receive no gradient (unused) are flushed as zeros after backward. A parameter may report more than once
+// in one backward (used in two activation-checkpointed segments: each recomputation is its own autograd pass);
+// the later parts are added, and one arriving after its bucket was launched is an error that says so.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -76,6 +79,7 @@ class GradReducer {
   std::mutex mu_;                   // hooks may run on autograd's device threads
   bool reduce_this_step_ = false;   // stage 0/1: boundary; stage 2: always
   std::vector<int> missing_;        // per bucket: parameters whose gradient has not arrived this micro-step
+  std::vector<char> reported_;      // per parameter: its gradient arrived this micro-step
   int next_launch_ = 0;             // buckets [0, next_launch_) are launched
   struct InFlight {
     std::unique_ptr<CommWork> work;

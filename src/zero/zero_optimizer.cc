@@ -4,22 +4,24 @@
 
 namespace zerotrain::detail {
 
-ZeroOptimizer::ZeroOptimizer(const FlatLayout& layout, at::Tensor param_flat, std::shared_ptr<Comm> comm,
-                             const Config& cfg, bool sharded)
+ZeroOptimizer::ZeroOptimizer(const FlatLayout& layout, at::Tensor params, std::shared_ptr<Comm> comm,
+                             const Config& cfg, ParamPlacement placement)
     : layout_(layout),
-      param_flat_(std::move(param_flat)),
+      param_flat_(std::move(params)),
       comm_(std::move(comm)),
-      sharded_(sharded),
+      placement_(placement),
+      sharded_(placement != ParamPlacement::kReplicated),
       clip_(cfg.gradients().clipping),
       check_overflow_(cfg.precision() == Precision::kFp16 ||
                       (cfg.precision() == Precision::kBf16 && cfg.bf16().check_grad_overflow)),
       allgather_bucket_size_(std::max<int64_t>(cfg.zero().allgather_bucket_size, 1)),
       scaler_(cfg.fp16(), /*zero_optimizer=*/cfg.zero().stage >= 1) {
-  master_ = at::empty({layout_.shard_numel()}, param_flat_.options().dtype(at::kFloat));
-  for (size_t b = 0; b < layout_.buckets().size(); ++b) {
-    const Bucket& bucket = layout_.buckets()[b];
-    master_.narrow(0, bucket.shard_offset, bucket.chunk)
-        .copy_(param_flat_.narrow(0, layout_.chunk_begin(static_cast<int>(b)), bucket.chunk));
+  if (placement_ == ParamPlacement::kShardOnly) {
+    TORCH_INTERNAL_ASSERT(param_flat_.numel() == layout_.shard_numel() && param_flat_.scalar_type() == at::kFloat);
+    master_ = param_flat_;  // stage 3 keeps no second copy: its units gather from the master shard
+  } else {
+    master_ = at::empty({layout_.shard_numel()}, param_flat_.options().dtype(at::kFloat));
+    load_master();
   }
   auto comm_for_norms = comm_;
   const bool reduce_norms = sharded_ && comm_->world_size() > 1;
@@ -28,6 +30,22 @@ ZeroOptimizer::ZeroOptimizer(const FlatLayout& layout, at::Tensor param_flat, st
                                     [comm_for_norms, reduce_norms](at::Tensor& t) {
                                       if (reduce_norms) comm_for_norms->all_reduce(t, ReduceOp::kSum);
                                     });
+}
+
+void ZeroOptimizer::load_master() {
+  if (placement_ == ParamPlacement::kShardOnly) return;  // the master shard is the parameters' shard
+  for (size_t b = 0; b < layout_.buckets().size(); ++b) {
+    const Bucket& bucket = layout_.buckets()[b];
+    at::Tensor master = master_.narrow(0, bucket.shard_offset, bucket.chunk);
+    at::Tensor param = param_flat_.narrow(0, layout_.chunk_begin(static_cast<int>(b)), bucket.chunk);
+    if (!master_initialized_ || param.scalar_type() == at::kFloat) {
+      master.copy_(param);
+    } else {
+      // Only parameters that changed take their 16-bit value: the others keep their fp32 precision.
+      master.copy_(at::where(param != master.to(param.scalar_type()), param.to(at::kFloat), master));
+    }
+  }
+  master_initialized_ = true;
 }
 
 StepResult ZeroOptimizer::step(at::Tensor& grad, double lr, std::optional<double> beta1) {
@@ -59,6 +77,7 @@ StepResult ZeroOptimizer::step(at::Tensor& grad, double lr, std::optional<double
 }
 
 void ZeroOptimizer::publish() {
+  if (placement_ == ParamPlacement::kShardOnly) return;  // units gather from the master shard when used
   const int world = sharded_ ? comm_->world_size() : 1;
   struct Pending {
     std::unique_ptr<CommWork> work;

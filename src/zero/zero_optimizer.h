@@ -1,7 +1,7 @@
-// The step of ZeRO stages 0-2 on this rank's fp32 shard: overflow check and global gradient norm (one scalar
+// The step of ZeRO stages 0-3 on this rank's fp32 shard: overflow check and global gradient norm (one scalar
 // all-reduce), DeepSpeed's combined unscale-and-clip, the optimizer on the fp32 master shard, then publishing the
 // updated 16-bit (or fp32) parameters: stage 0 writes them in place, stages 1/2 all-gather each bucket's chunks
-// in pieces of at most allgather_bucket_size elements.
+// in pieces of at most allgather_bucket_size elements; stage 3 publishes nothing (units gather from the master).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -22,16 +22,26 @@ struct StepResult {
   double grad_norm = 0;   // global L2 norm of the unscaled gradients, before clipping
 };
 
+// Where the training-dtype parameters live.
+enum class ParamPlacement {
+  kReplicated,  // stage 0: (total_numel,) flat buffer, every rank owns all of it
+  kGathered,    // stages 1/2: (total_numel,) flat buffer, sharded ownership, all-gathered after each step
+  kShardOnly,   // stage 3: (shard_numel,) fp32, this rank's chunks only: it IS the master shard
+};
+
 class ZeroOptimizer {
  public:
-  // `param_flat`: (total_numel,) in the training dtype; the model's parameters are views into it. The master
-  // shard is initialized from it. `sharded`: stages 1/2 (the layout is sharded over comm's ranks).
-  ZeroOptimizer(const FlatLayout& layout, at::Tensor param_flat, std::shared_ptr<Comm> comm, const Config& cfg,
-                bool sharded);
+  // `params`: the training-dtype parameters as `placement` says; the master shard is initialized from them.
+  ZeroOptimizer(const FlatLayout& layout, at::Tensor params, std::shared_ptr<Comm> comm, const Config& cfg,
+                ParamPlacement placement);
 
   // Consumes the reduced gradients (fp32, the shard's shape; scaled by the loss scale) and updates the
   // parameters. `grad` is modified.
   StepResult step(at::Tensor& grad, double lr, std::optional<double> beta1);
+
+  // Re-reads the master shard from the training-dtype parameters (after user code changed them): elements whose
+  // 16-bit value differs from the rounded master take it, the others keep their fp32 value.
+  void load_master();
 
   double loss_scale() const { return scaler_.scale(); }
   int64_t skipped_steps() const { return scaler_.skipped_steps(); }
@@ -44,9 +54,10 @@ class ZeroOptimizer {
   void publish();
 
   const FlatLayout& layout_;
-  at::Tensor param_flat_;  // (total_numel,) training dtype, device
+  at::Tensor param_flat_;  // training dtype, device: (total_numel,); kShardOnly: the master shard itself
   at::Tensor master_;      // (shard_numel,) fp32, device: this rank's chunks, bucket by bucket
   std::shared_ptr<Comm> comm_;
+  ParamPlacement placement_;
   bool sharded_;
   double clip_;
   bool check_overflow_;
@@ -54,6 +65,7 @@ class ZeroOptimizer {
   LossScaler scaler_;
   std::unique_ptr<ShardOptimizer> optimizer_;
   int64_t applied_steps_ = 0;
+  bool master_initialized_ = false;
 };
 
 }  // namespace zerotrain::detail

@@ -25,7 +25,7 @@ def test_report_shows_values_origins_and_batch(run, examples):
 def test_unsupported_features_are_listed(run, examples):
     out = run("config", "check", examples / "advanced_zero3_config.json", check_rc=0).stdout
     assert "not supported yet" in out
-    assert "ZeRO stage 3 (zero_optimization.stage = 3)" in out
+    assert "ZeRO stage 3" not in out  # implemented
     assert "optimizer offload" in out
 
 

@@ -54,6 +54,33 @@ TEST(FlatLayout, SingleRankOwnsEverything) {
   EXPECT_EQ(layout.chunk_begin(0), 0);
 }
 
+TEST(FlatLayout, GroupsAreContiguousRangesOfWholeBuckets) {
+  // Groups {2, 0} and {1, 3}; bucket size 150 splits the first group (100 + 60 > 150).
+  const FlatLayout layout({100, 2000, 60, 30}, {{2, 0}, {1, 3}}, /*world=*/2, /*rank=*/0, /*bucket_size=*/150);
+  const auto& g = layout.groups();
+  ASSERT_EQ(g.size(), 2u);
+  EXPECT_EQ(g[0].first_bucket, 0);
+  EXPECT_EQ(g[0].end_bucket, 2);  // {2} then {0}: 60 + 100 > 150
+  EXPECT_EQ(g[1].first_bucket, 2);
+  EXPECT_EQ(g[1].end_bucket, 4);  // {1} (larger than a bucket: alone) then {3}
+  EXPECT_EQ(g[0].begin, 0);
+  EXPECT_EQ(g[1].begin, g[0].numel);
+  EXPECT_EQ(g[1].begin + g[1].numel, layout.total_numel());
+  EXPECT_EQ(layout.slots()[2].offset, 0);  // the group's order, not reverse registration order
+  for (int p = 0; p < 4; ++p) {
+    const auto& s = layout.slots()[p];
+    const int group = p == 0 || p == 2 ? 0 : 1;
+    EXPECT_GE(s.offset, g[group].begin);
+    EXPECT_LE(s.offset + s.numel, g[group].begin + g[group].numel);
+  }
+}
+
+TEST(FlatLayout, GroupsMustCoverEveryParameterOnce) {
+  EXPECT_THROW(FlatLayout({10, 20}, {{0}}, 1, 0, 100), std::invalid_argument);          // 1 missing
+  EXPECT_THROW(FlatLayout({10, 20}, {{0, 1}, {1}}, 1, 0, 100), std::invalid_argument);  // 1 twice
+  EXPECT_THROW(FlatLayout({10, 20}, {{0, 1, 2}}, 1, 0, 100), std::invalid_argument);    // 2 out of range
+}
+
 TEST(FlatLayout, BadRankIsAnError) {
   EXPECT_THROW(FlatLayout({10}, 2, 2, 100), std::invalid_argument);
   EXPECT_THROW(FlatLayout({10}, 0, 0, 100), std::invalid_argument);

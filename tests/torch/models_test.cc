@@ -161,20 +161,41 @@ TEST(CausalLMTest, ShapesBlocksAndInputChecks) {
   }
 }
 
-TEST(CausalLMTest, BlockRunnerSeesEveryBlockInOrderAndChangesNothing) {
+TEST(CausalLMTest, SegmentRunnerSeesEverySegmentInOrderAndChangesNothing) {
   auto model = build(model_spec("llama-tiny"));
   const at::Tensor tokens = random_tokens(2, 9, 256);
   const at::Tensor direct = model->forward(tokens);
   std::vector<int64_t> calls;
-  model->set_block_runner([&](int64_t index, TransformerBlock& block, const at::Tensor& hidden) {
+  model->set_segment_runner([&](int64_t index, const SegmentFn& fn, const at::Tensor& input) {
     calls.push_back(index);
-    return block.forward(hidden);
+    return fn(input);
   });
   EXPECT_TRUE(at::equal(model->forward(tokens), direct));
-  EXPECT_EQ(calls, (std::vector<int64_t>{0, 1}));
-  model->set_block_runner({});
+  EXPECT_EQ(calls, (std::vector<int64_t>{0, 1, 2, 3}));  // embedding, 2 blocks, head
+  model->set_segment_runner({});
   EXPECT_TRUE(at::equal(model->forward(tokens), direct));
-  EXPECT_EQ(calls.size(), 2u);
+  EXPECT_EQ(calls.size(), 4u);
+}
+
+TEST(CausalLMTest, SegmentParametersCoverEveryParameterAndListTiedOnesTwice) {
+  for (const char* name : kTinyNames) {
+    SCOPED_TRACE(name);
+    auto model = build(model_spec(name));
+    const auto segments = model->segment_parameters();
+    ASSERT_EQ(static_cast<int64_t>(segments.size()), model->spec().num_layers + 2);
+    std::map<const void*, int> uses;
+    for (const auto& seg : segments) {
+      for (const auto& p : seg) ++uses[p.unsafeGetTensorImpl()];
+    }
+    int total = 0;
+    for (const auto& p : model->parameters()) {
+      EXPECT_GE(uses[p.unsafeGetTensorImpl()], 1);
+      total += uses[p.unsafeGetTensorImpl()];
+    }
+    EXPECT_EQ(uses.size(), model->parameters().size());
+    // The tied embedding is read by the embedding and the head.
+    EXPECT_EQ(total, static_cast<int>(model->parameters().size()) + (model->spec().tie_embeddings ? 1 : 0));
+  }
 }
 
 TEST(CausalLMTest, FutureTokensDoNotChangeEarlierLogits) {

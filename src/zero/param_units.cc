@@ -1,0 +1,415 @@
+#include "zero/param_units.h"
+
+#include <c10/core/DeviceGuard.h>
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/autograd/custom_function.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/functions/utils.h>
+
+#include <algorithm>
+
+namespace zerotrain::detail {
+namespace {
+
+// Gives `t`'s storage `nbytes` fresh bytes (contents undefined) or none: the parameters viewing it keep their
+// sizes and strides, only the data goes away and comes back.
+void resize_storage(const at::Tensor& t, size_t nbytes) {
+  c10::StorageImpl* s = t.storage().unsafeGetStorageImpl();
+  const c10::Device device = t.device();
+  if (nbytes == 0) {
+    s->set_data_ptr_noswap(at::DataPtr(nullptr, device));
+  } else {
+    c10::DeviceGuard guard(device);
+    s->set_data_ptr_noswap(s->allocator()->allocate(nbytes));
+  }
+  s->set_nbytes(nbytes);
+}
+
+// The backward of a checkpointed segment: recompute, then backpropagate through the recomputation.
+class RecomputeBackward final : public torch::autograd::Node {
+ public:
+  RecomputeBackward(SegmentFunction fn, at::Tensor input, std::function<void()> before, std::function<void()> after)
+      : fn_(std::move(fn)),
+        input_(std::move(input)),
+        input_requires_grad_(input_.requires_grad()),
+        before_(std::move(before)),
+        after_(std::move(after)) {}
+
+  std::string name() const override { return "zerotrain::RecomputeBackward"; }
+
+  torch::autograd::variable_list apply(torch::autograd::variable_list&& grads) override {
+    TORCH_CHECK(fn_, "a checkpointed segment's backward ran twice (retain_graph is not supported with activation "
+                     "checkpointing)");
+    if (before_) before_();
+    at::Tensor x = input_.detach();
+    if (input_requires_grad_) x.requires_grad_(true);
+    at::Tensor y;
+    {
+      at::AutoGradMode grad_on(true);
+      y = fn_(x);
+    }
+    at::Tensor g = grads.at(0);
+    if (!g.defined()) g = at::zeros_like(y);
+    if (y.requires_grad()) torch::autograd::backward({y}, {g});
+    if (after_) after_();
+    at::Tensor gx = input_requires_grad_ ? x.grad() : at::Tensor();
+    release_variables();
+    return {gx};
+  }
+
+  void release_variables() override {
+    fn_ = nullptr;
+    input_.reset();
+  }
+
+ private:
+  SegmentFunction fn_;
+  at::Tensor input_;
+  bool input_requires_grad_;
+  std::function<void()> before_, after_;
+};
+
+// Identity in forward; its backward runs when everything upstream of the segment's input is done, i.e. the
+// segment's own backward has finished.
+struct PostBackward : public torch::autograd::Function<PostBackward> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, int64_t units,
+                            int64_t invocation) {
+    ctx->saved_data["units"] = units;
+    ctx->saved_data["invocation"] = invocation;
+    return x;  // an input returned as is: Function wraps it in a view whose grad_fn is this function
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto* self = reinterpret_cast<ParamUnits*>(ctx->saved_data["units"].toInt());
+    self->on_post_backward(ctx->saved_data["invocation"].toInt());
+    return {grads.at(0), at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+at::Tensor checkpoint_segment(SegmentFunction fn, const at::Tensor& input, std::function<void()> before,
+                              std::function<void()> after) {
+  at::Tensor out;
+  {
+    at::NoGradGuard no_grad;
+    out = fn(input);
+  }
+  if (!at::GradMode::is_enabled() || !out.is_floating_point()) return out;
+  std::shared_ptr<RecomputeBackward> node(
+      new RecomputeBackward(std::move(fn), input, std::move(before), std::move(after)), torch::autograd::deleteNode);
+  node->set_next_edges(torch::autograd::collect_next_edges(input));
+  torch::autograd::set_history(out, node);
+  return out;
+}
+
+ParamUnits::ParamUnits(const FlatLayout& layout, std::vector<at::Tensor> params, std::vector<bool> persistent,
+                       std::shared_ptr<Comm> comm, UnitSettings settings)
+    : layout_(layout), params_(std::move(params)), comm_(std::move(comm)), settings_(settings) {
+  TORCH_INTERNAL_ASSERT(params_.size() == layout_.slots().size());
+  TORCH_INTERNAL_ASSERT(persistent.size() == layout_.groups().size());
+  const auto opts = params_.front().options();
+  shard_ = at::empty({layout_.shard_numel()}, opts.dtype(at::kFloat));
+  const int rank = layout_.rank();
+  at::NoGradGuard no_grad;
+  units_.resize(layout_.groups().size());
+  for (size_t u = 0; u < units_.size(); ++u) {
+    const Group& g = layout_.groups()[u];
+    Unit& unit = units_[u];
+    unit.begin = g.begin;
+    unit.numel = g.numel;
+    unit.first_bucket = g.first_bucket;
+    unit.end_bucket = g.end_bucket;
+    unit.persistent = persistent[u];
+    unit.full = at::zeros({unit.numel}, opts);
+    unit.writer = at::empty({0}, opts);
+    unit.writer.set_(unit.full.storage(), 0, {unit.numel}, {1});
+    for (int b = unit.first_bucket; b < unit.end_bucket; ++b) {
+      for (int p : layout_.buckets()[b].params) {
+        const ParamSlot& slot = layout_.slots()[p];
+        at::Tensor view = unit.full.narrow(0, slot.offset - unit.begin, slot.numel);
+        view.copy_(params_[p].reshape({-1}));
+        params_[p].set_data(view.view(params_[p].sizes()));
+      }
+    }
+    comm_->broadcast(unit.writer, 0);  // rank 0's values win, as at every stage
+    for (int b = unit.first_bucket; b < unit.end_bucket; ++b) {
+      const Bucket& bucket = layout_.buckets()[b];
+      shard_.narrow(0, bucket.shard_offset, bucket.chunk)
+          .copy_(unit.writer.narrow(0, bucket.begin - unit.begin + rank * bucket.chunk, bucket.chunk));
+    }
+    unit.state = State::kReady;
+    if (!unit.persistent) free(static_cast<int>(u));
+  }
+}
+
+ParamUnits::~ParamUnits() = default;
+
+void ParamUnits::set_segments(std::vector<std::vector<int>> units_of_segment) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  for (auto& units : units_of_segment) {
+    std::vector<int> kept;
+    for (int u : units) {
+      TORCH_INTERNAL_ASSERT(u >= 0 && u < num_units(), "segment unit ", u, " out of range");
+      if (!units_[u].persistent && std::find(kept.begin(), kept.end(), u) == kept.end()) kept.push_back(u);
+    }
+    units = std::move(kept);
+  }
+  units_of_ = std::move(units_of_segment);
+}
+
+void ParamUnits::gather_async(int u) {
+  Unit& unit = units_[u];
+  if (unit.state != State::kFree) return;
+  resize_storage(unit.full, static_cast<size_t>(unit.numel) * unit.full.element_size());
+  launch_gather(unit);
+}
+
+void ParamUnits::launch_gather(Unit& unit) {
+  at::NoGradGuard no_grad;
+  const auto dtype = unit.full.scalar_type();
+  for (int b = unit.first_bucket; b < unit.end_bucket; ++b) {
+    const Bucket& bucket = layout_.buckets()[b];
+    at::Tensor out = unit.writer.narrow(0, bucket.begin - unit.begin, bucket.numel);
+    at::Tensor in = shard_.narrow(0, bucket.shard_offset, bucket.chunk);
+    if (in.scalar_type() != dtype) in = in.to(dtype);
+    unit.works.push_back(comm_->all_gather_async(out, in));
+    unit.sends.push_back(in);
+  }
+  unit.state = State::kInFlight;
+  ++gathers_;
+}
+
+void ParamUnits::wait(int u) {
+  Unit& unit = units_[u];
+  if (unit.state != State::kInFlight) return;
+  for (auto& w : unit.works) w->wait();
+  unit.works.clear();
+  unit.sends.clear();
+  unit.state = State::kReady;
+}
+
+void ParamUnits::free(int u) {
+  Unit& unit = units_[u];
+  if (unit.state == State::kFree) return;
+  wait(u);
+  resize_storage(unit.full, 0);
+  unit.state = State::kFree;
+}
+
+void ParamUnits::acquire(const std::vector<int>& units) {
+  for (int u : units) gather_async(u);  // all in flight before waiting on any
+  for (int u : units) {
+    wait(u);
+    ++units_[u].uses;
+  }
+}
+
+void ParamUnits::release(const std::vector<int>& units, bool backward, int64_t position) {
+  for (int u : units) {
+    Unit& unit = units_[u];
+    TORCH_INTERNAL_ASSERT(unit.uses > 0, "stage 3: unit ", u, " released more often than acquired");
+    if (--unit.uses == 0 && !unit.persistent && !will_reuse(u, backward, position)) free(u);
+  }
+}
+
+void ParamUnits::walk_ahead(bool backward, int64_t position, const std::function<bool(int)>& visit) const {
+  if (backward) {
+    for (int64_t k = position - 1; k >= 0; --k) {
+      if (!visit(invocations_[k].segment)) return;
+    }
+    return;
+  }
+  if (!in_sync_) return;
+  const int64_t n = static_cast<int64_t>(prev_order_.size());
+  for (int64_t k = position + 1; k < n; ++k) {
+    if (!visit(prev_order_[k])) return;
+  }
+  if (!at::GradMode::is_enabled()) return;  // no backward follows
+  for (int64_t k = n - 1; k >= 0; --k) {
+    if (!visit(prev_order_[k])) return;
+  }
+}
+
+int64_t ParamUnits::segment_numel(int s) const {
+  int64_t n = 0;
+  for (int u : units_of_[s]) n += units_[u].numel;
+  return n;
+}
+
+bool ParamUnits::will_reuse(int u, bool backward, int64_t position) const {
+  bool reused = false;
+  int64_t distance = 0;
+  walk_ahead(backward, position, [&](int s) {
+    const auto& units = units_of_[s];
+    if (std::find(units.begin(), units.end(), u) != units.end()) {
+      reused = true;
+      return false;
+    }
+    distance += segment_numel(s);
+    return distance <= settings_.max_reuse_distance;
+  });
+  return reused;
+}
+
+void ParamUnits::prefetch(bool backward, int64_t position) {
+  if (settings_.prefetch_bucket_size <= 0) return;
+  int64_t ahead = 0;  // gathered or in flight, not in use: what prefetch already holds
+  for (const Unit& unit : units_) {
+    if (!unit.persistent && unit.state != State::kFree && unit.uses == 0) ahead += unit.numel;
+  }
+  int64_t live = live_numel();
+  walk_ahead(backward, position, [&](int s) {
+    for (int u : units_of_[s]) {
+      Unit& unit = units_[u];
+      if (unit.state != State::kFree) continue;
+      if (ahead >= settings_.prefetch_bucket_size || live + unit.numel > settings_.max_live_parameters) return false;
+      gather_async(u);
+      ahead += unit.numel;
+      live += unit.numel;
+    }
+    return true;
+  });
+}
+
+at::Tensor ParamUnits::run_segment(int s, const SegmentFunction& fn, const at::Tensor& input, bool checkpoint) {
+  std::unique_lock<std::recursive_mutex> lock(mu_);
+  TORCH_CHECK(s >= 0 && s < static_cast<int>(units_of_.size()), "stage 3: segment ", s, " is not one of the ",
+              units_of_.size(), " segments");
+  const int64_t k = static_cast<int64_t>(invocations_.size());
+  invocations_.push_back({s, false});
+  if (in_sync_ && (k >= static_cast<int64_t>(prev_order_.size()) || prev_order_[k] != s)) in_sync_ = false;
+  const std::vector<int>& units = units_of_[s];
+  acquire(units);
+  prefetch(/*backward=*/false, k);
+  struct Release {
+    ParamUnits* self;
+    const std::vector<int>& units;
+    int64_t k;
+    ~Release() { self->release(units, /*backward=*/false, k); }
+  } release_after{this, units, k};
+  const bool grad = at::GradMode::is_enabled();
+  if (checkpoint && grad) {
+    // Backward gathers, recomputes and frees inside the recompute node.
+    return checkpoint_segment(
+        fn, input,
+        [this, k] {
+          std::lock_guard<std::recursive_mutex> l(mu_);
+          acquire(units_of_[invocations_[k].segment]);
+          prefetch(/*backward=*/true, k);
+        },
+        [this, k] {
+          std::lock_guard<std::recursive_mutex> l(mu_);
+          release(units_of_[invocations_[k].segment], /*backward=*/true, k);
+        });
+  }
+  at::Tensor x = input;
+  if (grad && input.requires_grad()) {
+    x = PostBackward::apply(input, reinterpret_cast<int64_t>(this), k);
+  }
+  at::Tensor out = fn(x);
+  if (grad && out.requires_grad()) {
+    out.register_hook([this, k](const at::Tensor&) { on_pre_backward(k); });
+  }
+  return out;
+}
+
+void ParamUnits::on_pre_backward(int64_t k) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  Invocation& inv = invocations_.at(k);
+  if (inv.acquired_for_backward) return;
+  inv.acquired_for_backward = true;
+  acquire(units_of_[inv.segment]);
+  prefetch(/*backward=*/true, k);
+}
+
+void ParamUnits::on_post_backward(int64_t k) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  Invocation& inv = invocations_.at(k);
+  if (!inv.acquired_for_backward) return;
+  inv.acquired_for_backward = false;
+  release(units_of_[inv.segment], /*backward=*/true, k);
+}
+
+void ParamUnits::acquire_all() {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  std::vector<int> all;
+  for (int u = 0; u < num_units(); ++u) all.push_back(u);
+  acquire(all);
+}
+
+void ParamUnits::release_all() {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  for (int u = 0; u < num_units(); ++u) {
+    Unit& unit = units_[u];
+    TORCH_INTERNAL_ASSERT(unit.uses > 0, "stage 3: release_all without acquire_all");
+    if (--unit.uses == 0 && !unit.persistent) free(u);
+  }
+}
+
+void ParamUnits::broadcast_from(int root) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  at::NoGradGuard no_grad;
+  const int rank = layout_.rank();
+  for (int u = 0; u < num_units(); ++u) {
+    Unit& unit = units_[u];
+    TORCH_INTERNAL_ASSERT(unit.state != State::kFree, "broadcast_from: unit ", u, " is not gathered");
+    wait(u);
+    comm_->broadcast(unit.writer, root);
+    for (int b = unit.first_bucket; b < unit.end_bucket; ++b) {
+      const Bucket& bucket = layout_.buckets()[b];
+      at::Tensor master = shard_.narrow(0, bucket.shard_offset, bucket.chunk);
+      at::Tensor value = unit.writer.narrow(0, bucket.begin - unit.begin + rank * bucket.chunk, bucket.chunk);
+      // Only parameters that changed take their 16-bit value: the others keep their fp32 precision.
+      master.copy_(at::where(value != master.to(value.scalar_type()), value.to(at::kFloat), master));
+    }
+  }
+}
+
+void ParamUnits::end_backward() {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  for (auto& inv : invocations_) {
+    if (inv.acquired_for_backward) {  // a segment whose input needed no gradient (the embedding)
+      inv.acquired_for_backward = false;
+      for (int u : units_of_[inv.segment]) --units_[u].uses;
+    }
+  }
+  for (int u = 0; u < num_units(); ++u) {
+    if (!units_[u].persistent && units_[u].uses == 0) free(u);
+  }
+  prev_order_.clear();
+  for (const auto& inv : invocations_) prev_order_.push_back(inv.segment);
+  invocations_.clear();
+  in_sync_ = true;
+}
+
+void ParamUnits::after_step() {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  for (int u = 0; u < num_units(); ++u) {
+    Unit& unit = units_[u];
+    if (unit.state == State::kFree) continue;
+    wait(u);
+    if (!unit.persistent && unit.uses == 0) {
+      free(u);  // stale
+      continue;
+    }
+    launch_gather(unit);  // refill in place: the storage is already the right size
+  }
+  for (int u = 0; u < num_units(); ++u) wait(u);
+}
+
+int64_t ParamUnits::live_numel() const {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  int64_t n = 0;
+  for (const Unit& unit : units_) {
+    if (unit.state != State::kFree) n += unit.numel;
+  }
+  return n;
+}
+
+bool ParamUnits::is_gathered(int u) const {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  return units_.at(u).state != State::kFree;
+}
+
+}  // namespace zerotrain::detail

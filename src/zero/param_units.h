@@ -1,0 +1,143 @@
+// ZeRO stage 3: parameters partitioned in units, gathered just before use and freed after.
+//
+// [Note: stage-3 units]
+// A unit is a group of the FlatLayout (a transformer block, the embedding, the head, ...). Its parameters are
+// persistent views into one full-size buffer in the training dtype; between uses the buffer's storage is resized to
+// zero bytes, so the parameters keep their identity (autograd's saved tensors, AccumulateGrad nodes and the
+// optimizer all see the same tensors) and only the data comes and goes. Between uses a rank keeps only its chunks
+// of each bucket, in fp32: shard() IS the optimizer's master shard, so there is no second, 16-bit copy (model
+// state is 16 bytes per parameter over N ranks with Adam: master 4, moments 8, gradient 4). Gathering casts this
+// rank's chunks to the training dtype and all-gathers each bucket, written through an alias of the buffer with its
+// own version counter, so refilling a parameter that autograd saved does not count as modifying it.
+//
+// Forward runs in segments (CausalLM::set_segment_runner): a segment reads some units. Running segment s
+//   1. gathers its units (waiting for a prefetch already in flight), then prefetches the units of the segments
+//      that come next in the order recorded on the previous step (stage3_prefetch_bucket_size elements ahead,
+//      never more than stage3_max_live_parameters gathered);
+//   2. wraps the input in an identity autograd function whose backward says "this segment's backward is done"
+//      (frees its units), and hooks the output's gradient to gather the units again before the segment's
+//      backward runs (and to prefetch the segments before it);
+//   3. frees its units unless they are used again within stage3_max_reuse_distance elements.
+// Activation checkpointing (checkpoint = true) runs the segment without keeping activations; its backward gathers,
+// recomputes and backpropagates the segment inside the outer backward (re-entrant), then frees.
+// The order is recorded as the segments run: when it changes (dynamic control flow) prefetch simply stops for the
+// rest of the step and the new order is used from the next one; a unit is always gathered on demand, so a wrong
+// prediction costs only the unused prefetch. Every rank must run the same segments in the same order within a
+// step (as with FSDP): the gathers are collectives.
+// Units marked persistent (parameters below stage3_param_persistence_threshold) stay gathered; after each
+// optimizer step they are re-gathered from the updated shards.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "zero/flat_layout.h"
+#include "zerotrain/comm.h"
+
+namespace zerotrain::detail {
+
+struct UnitSettings {
+  int64_t prefetch_bucket_size = 50'000'000;     // elements gathered ahead of use; 0 turns prefetch off
+  int64_t max_live_parameters = 1'000'000'000;   // gathered elements per rank, prefetch never exceeds it
+  int64_t max_reuse_distance = 1'000'000'000;    // keep a unit gathered if used again within this many elements
+};
+
+using SegmentFunction = std::function<at::Tensor(const at::Tensor& input)>;
+
+// Runs fn(input) without keeping its activations; backward calls before(), recomputes fn with grad enabled,
+// backpropagates through it (parameters receive their gradients as usual), calls after() and returns the input's
+// gradient. Any stage may use it.
+at::Tensor checkpoint_segment(SegmentFunction fn, const at::Tensor& input, std::function<void()> before = {},
+                              std::function<void()> after = {});
+
+class ParamUnits {
+ public:
+  // `layout`: one group per unit. `params`: the trainable parameters in registration order (layout slot i is
+  // params[i]). `persistent[u]`: unit u stays gathered. Makes every parameter a view into its unit's buffer,
+  // broadcasts rank 0's values, keeps this rank's chunks and frees every unit that is not persistent.
+  ParamUnits(const FlatLayout& layout, std::vector<at::Tensor> params, std::vector<bool> persistent,
+             std::shared_ptr<Comm> comm, UnitSettings settings);
+  ~ParamUnits();
+  ParamUnits(const ParamUnits&) = delete;
+  ParamUnits& operator=(const ParamUnits&) = delete;
+
+  // (shard_numel,) fp32: this rank's chunks, bucket by bucket; the optimizer's master shard (it updates it in place).
+  at::Tensor& shard() { return shard_; }
+  int num_units() const { return static_cast<int>(units_.size()); }
+
+  // The units each forward segment reads.
+  void set_segments(std::vector<std::vector<int>> units_of_segment);
+  // Runs segment s as fn(input); see [Note: stage-3 units].
+  at::Tensor run_segment(int s, const SegmentFunction& fn, const at::Tensor& input, bool checkpoint);
+
+  // Gathers every unit / drops that use (re-entrant): for modules without segments and for user code that needs
+  // full parameters.
+  void acquire_all();
+  void release_all();
+  // While every unit is gathered: makes `root`'s full parameters everyone's and refreshes shard() from them.
+  void broadcast_from(int root);
+
+  // After autograd returns: frees what backward left gathered and keeps this step's order for prefetching.
+  void end_backward();
+  // After the optimizer updated shard(): re-gathers units that stay gathered, frees the others (stale).
+  void after_step();
+
+  int64_t live_numel() const;                 // elements gathered or being gathered now
+  bool is_gathered(int unit) const;           // gathered or being gathered
+  const std::vector<int>& recorded_order() const { return prev_order_; }  // segments of the last step
+  int64_t gathers() const { return gathers_; }  // all-gathers issued so far (units)
+
+  // Called by the autograd plumbing of run_segment.
+  void on_pre_backward(int64_t invocation);
+  void on_post_backward(int64_t invocation);
+
+ private:
+  enum class State { kFree, kInFlight, kReady };
+  struct Unit {
+    int64_t begin = 0, numel = 0;  // flat range of the unit's buffer
+    int first_bucket = 0, end_bucket = 0;
+    bool persistent = false;
+    at::Tensor full;    // (numel,) training dtype; parameters are views into it
+    at::Tensor writer;  // same storage, own version counter: what collectives and copies write through
+    State state = State::kFree;
+    std::vector<std::unique_ptr<CommWork>> works;
+    std::vector<at::Tensor> sends;  // the cast chunks being sent, alive until the works finish
+    int uses = 0;
+  };
+  struct Invocation {
+    int segment = 0;
+    bool acquired_for_backward = false;
+  };
+
+  void gather_async(int u);
+  void launch_gather(Unit& unit);  // all-gathers every bucket of an allocated unit
+  void wait(int u);
+  void free(int u);
+  void acquire(const std::vector<int>& units);
+  void release(const std::vector<int>& units, bool backward, int64_t position);
+  void prefetch(bool backward, int64_t position);
+  bool will_reuse(int u, bool backward, int64_t position) const;
+  // Visits the segments expected after `position`: the rest of the recorded forward, then its reverse (backward)
+  // while in forward; the earlier invocations, latest first, while in backward. Stops when visit returns false.
+  void walk_ahead(bool backward, int64_t position, const std::function<bool(int segment)>& visit) const;
+  int64_t segment_numel(int s) const;
+
+  const FlatLayout& layout_;
+  std::vector<at::Tensor> params_;
+  std::shared_ptr<Comm> comm_;
+  UnitSettings settings_;
+  std::vector<Unit> units_;
+  at::Tensor shard_;
+  std::vector<std::vector<int>> units_of_;  // per segment, without persistent units
+  std::vector<Invocation> invocations_;     // segments run since the last end_backward, in order
+  std::vector<int> prev_order_;             // the previous step's segment order
+  bool in_sync_ = true;                     // this step has followed prev_order_ so far
+  int64_t gathers_ = 0;
+  mutable std::recursive_mutex mu_;         // hooks run on autograd's device threads
+};
+
+}  // namespace zerotrain::detail

@@ -1,0 +1,249 @@
+// ZeRO stage 3 on one rank: units gather on use and free after, prefetch follows the recorded order and survives
+// a changed one, a unit used twice or checkpointed still gets the right gradients, persistent units stay, and the
+// Engine partitions a built-in model, matches stage 0, and lets user code read and change full parameters.
+// (Sharding over several ranks is checked by the parity grid, tests/distributed/parity_worker.cc.)
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <map>
+#include <vector>
+
+#include "zero/flat_layout.h"
+#include "zero/param_units.h"
+#include "zerotrain/engine.h"
+#include "zerotrain/models.h"
+
+namespace zerotrain {
+namespace {
+
+using detail::FlatLayout;
+using detail::ParamUnits;
+using detail::UnitSettings;
+
+constexpr int kLayers = 4;
+constexpr int64_t kWidth = 8;  // each layer's weight is kWidth x kWidth = 64 elements: one unit
+
+bool has_data(const at::Tensor& p) { return p.storage().nbytes() > 0; }
+
+// kLayers weights, one unit each (unit u holds weight u), segment s reads unit s.
+struct Units {
+  explicit Units(UnitSettings settings, std::vector<bool> persistent = std::vector<bool>(kLayers, false)) {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(3);
+    std::vector<int64_t> numels;
+    std::vector<std::vector<int>> groups;
+    for (int i = 0; i < kLayers; ++i) {
+      weights.push_back((at::randn({kWidth, kWidth}, gen) * 0.3).set_requires_grad(true));
+      reference.push_back(weights.back().detach().clone().set_requires_grad(true));
+      numels.push_back(kWidth * kWidth);
+      groups.push_back({i});
+    }
+    layout = std::make_unique<FlatLayout>(numels, groups, 1, 0, 1 << 20);
+    units = std::make_unique<ParamUnits>(*layout, weights, persistent, make_single_comm(), settings);
+    std::vector<std::vector<int>> segments;
+    for (int i = 0; i < kLayers; ++i) segments.push_back({i});
+    units->set_segments(segments);
+  }
+
+  // Runs the segments in `order` (checkpointed when asked), then backward of the sum; checks the loss and every
+  // gradient against the same computation on plain tensors. `inside(s)` runs inside segment s's forward.
+  void step(const std::vector<int>& order, bool checkpoint = false, const std::function<void(int)>& inside = {}) {
+    at::Tensor x = at::randn({3, kWidth}, at::make_generator<at::CPUGeneratorImpl>(11));
+    at::Tensor h = x, r = x;
+    for (int s : order) {
+      h = units->run_segment(
+          s,
+          [this, s, &inside](const at::Tensor& in) {
+            EXPECT_TRUE(has_data(weights[s])) << "segment " << s << " runs without its parameters";
+            if (inside) inside(s);
+            return at::tanh(at::matmul(in, weights[s].t()));
+          },
+          h, checkpoint);
+      r = at::tanh(at::matmul(r, reference[s].t()));
+    }
+    at::Tensor loss = h.sum();
+    loss.backward();
+    units->end_backward();
+    r.sum().backward();
+    EXPECT_NEAR(loss.item<double>(), r.sum().item<double>(), 1e-5);
+    for (int i = 0; i < kLayers; ++i) {
+      const bool used = std::find(order.begin(), order.end(), i) != order.end();
+      ASSERT_EQ(weights[i].grad().defined(), used) << "weight " << i;
+      if (used) EXPECT_TRUE(at::allclose(weights[i].grad(), reference[i].grad(), 1e-5, 1e-6)) << "weight " << i;
+      weights[i].mutable_grad().reset();
+      reference[i].mutable_grad().reset();
+    }
+  }
+
+  std::vector<at::Tensor> weights, reference;
+  std::unique_ptr<FlatLayout> layout;
+  std::unique_ptr<ParamUnits> units;
+};
+
+TEST(ParamUnits, GatherOnUseFreeAfterAndTheSameResultAsPlainTensors) {
+  Units u(UnitSettings{0, 1'000'000'000, 0});  // no prefetch, no reuse
+  for (int i = 0; i < kLayers; ++i) EXPECT_FALSE(has_data(u.weights[i])) << "partitioned at construction";
+  u.step({0, 1, 2, 3}, false, [&](int s) {
+    for (int i = 0; i < kLayers; ++i) EXPECT_EQ(u.units->is_gathered(i), i == s) << "inside segment " << s;
+  });
+  for (int i = 0; i < kLayers; ++i) EXPECT_FALSE(has_data(u.weights[i])) << "freed after backward";
+  EXPECT_EQ(u.units->live_numel(), 0);
+  // Forward gathers each unit once, backward once more.
+  EXPECT_EQ(u.units->gathers(), 2 * kLayers);
+}
+
+TEST(ParamUnits, PrefetchFollowsTheRecordedOrder) {
+  Units u(UnitSettings{64, 1'000'000'000, 0});  // one 64-element unit ahead
+  u.step({0, 1, 2, 3}, false, [&](int s) {
+    if (s == 0) EXPECT_FALSE(u.units->is_gathered(1)) << "nothing recorded yet on the first step";
+  });
+  EXPECT_EQ(u.units->recorded_order(), (std::vector<int>{0, 1, 2, 3}));
+  u.step({0, 1, 2, 3}, false, [&](int s) {
+    if (s == 0) {
+      EXPECT_TRUE(u.units->is_gathered(1)) << "the next unit is prefetched";
+      EXPECT_FALSE(u.units->is_gathered(2)) << "only prefetch_bucket_size elements ahead";
+    }
+  });
+}
+
+TEST(ParamUnits, AChangedOrderStaysCorrectAndIsRecordedForTheNextStep) {
+  Units u(UnitSettings{64, 1'000'000'000, 0});
+  u.step({0, 1, 2, 3});
+  u.step({0, 2, 1, 3});  // prefetched unit 1 after 0 for nothing: still right
+  EXPECT_EQ(u.units->recorded_order(), (std::vector<int>{0, 2, 1, 3}));
+  u.step({0, 2, 1, 3}, false, [&](int s) {
+    if (s == 0) EXPECT_TRUE(u.units->is_gathered(2)) << "prefetch follows the new order";
+  });
+  u.step({3, 0}, false);  // fewer segments, one unused weight left out
+  EXPECT_EQ(u.units->live_numel(), 0);
+}
+
+TEST(ParamUnits, ASegmentRunTwiceInOneForwardGetsBothGradients) {
+  Units u(UnitSettings{64, 1'000'000'000, 0});
+  u.step({0, 1, 1, 2});
+  u.step({0, 1, 1, 2});
+}
+
+TEST(ParamUnits, CheckpointedSegmentsRecomputeWithTheirUnitsGathered) {
+  Units u(UnitSettings{64, 1'000'000'000, 0});
+  u.step({0, 1, 2, 3}, /*checkpoint=*/true);
+  u.step({0, 1, 2, 3}, /*checkpoint=*/true);
+  u.step({0, 1, 1, 3}, /*checkpoint=*/true);
+  EXPECT_EQ(u.units->live_numel(), 0);
+}
+
+TEST(ParamUnits, MaxLiveParametersBoundsPrefetch) {
+  Units u(UnitSettings{1 << 20, 64, 0});  // room for one gathered unit only
+  u.step({0, 1, 2, 3});
+  u.step({0, 1, 2, 3}, false, [&](int s) {
+    EXPECT_EQ(u.units->live_numel(), 64) << "inside segment " << s;
+  });
+}
+
+TEST(ParamUnits, MaxReuseDistanceKeepsAUnitThatComesBackSoon) {
+  for (int64_t distance : {int64_t{0}, int64_t{1000}}) {
+    SCOPED_TRACE(distance);
+    Units u(UnitSettings{0, 1'000'000'000, distance});
+    u.step({0, 1, 0});
+    u.step({0, 1, 0}, false, [&](int s) {
+      if (s == 1) EXPECT_EQ(u.units->is_gathered(0), distance > 0);
+    });
+  }
+}
+
+TEST(ParamUnits, PersistentUnitsStayGathered) {
+  Units u(UnitSettings{0, 1'000'000'000, 0}, {true, false, false, false});
+  EXPECT_TRUE(has_data(u.weights[0]));
+  EXPECT_FALSE(has_data(u.weights[1]));
+  u.step({0, 1, 2, 3});
+  EXPECT_TRUE(has_data(u.weights[0]));
+  EXPECT_EQ(u.units->live_numel(), 64);
+}
+
+EngineOptions single_rank() {
+  EngineOptions o;
+  o.comm = make_single_comm();
+  o.device = c10::Device(c10::kCPU);
+  return o;
+}
+
+std::string config(int stage, const std::string& optimizer = R"({"type": "AdamW", "params": {"lr": 1e-2}})") {
+  return R"({"train_micro_batch_size_per_gpu": 2, "optimizer": )" + optimizer +
+         R"(, "zero_optimization": {"stage": )" + std::to_string(stage) +
+         R"(, "stage3_param_persistence_threshold": 0}})";
+}
+
+std::vector<double> train(int stage, bool checkpoint, int steps) {
+  torch::manual_seed(0);
+  auto model = make_model(model_spec("llama-tiny"));
+  EngineOptions o = single_rank();
+  o.activation_checkpointing = checkpoint;
+  auto engine = initialize(model, config(stage), o);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(5);
+  std::vector<double> losses;
+  for (int s = 0; s < steps; ++s) {
+    at::Tensor x = at::randint(256, {2, 17}, gen, at::kLong);
+    at::Tensor loss = model->loss(x.narrow(1, 0, 16), x.narrow(1, 1, 16));
+    engine.backward(loss);
+    engine.step();
+    losses.push_back(loss.item<double>());
+  }
+  return losses;
+}
+
+TEST(Stage3Engine, MatchesStage0OnOneRankWithAndWithoutCheckpointing) {
+  const auto want = train(0, false, 4);
+  for (bool checkpoint : {false, true}) {
+    const auto got = train(3, checkpoint, 4);
+    for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-5 * want[i]) << "step " << i;
+  }
+  const auto ckpt0 = train(0, true, 4);
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(ckpt0[i], want[i], 1e-5 * want[i]) << "step " << i;
+}
+
+TEST(Stage3Engine, ParametersHoldNoDataBetweenUsesAndFullDataInGatheredParameters) {
+  torch::manual_seed(0);
+  auto model = make_model(model_spec("llama-tiny"));
+  std::map<std::string, at::Tensor> initial;
+  for (const auto& item : model->named_parameters()) initial[item.key()] = item.value().detach().clone();
+  auto engine = initialize(model, config(3, R"({"type": "SGD", "params": {"lr": 0.0}})"), single_rank());
+  for (const auto& p : model->parameters()) EXPECT_FALSE(has_data(p));
+  at::Tensor x = at::randint(256, {2, 9}, at::kLong);
+  engine.backward(model->loss(x.narrow(1, 0, 8), x.narrow(1, 1, 8)));
+  engine.step();
+  for (const auto& p : model->parameters()) EXPECT_FALSE(has_data(p)) << "gathered after a step";
+  {
+    GatheredParameters full(engine);
+    for (const auto& item : model->named_parameters()) {
+      ASSERT_TRUE(has_data(item.value())) << item.key();
+      EXPECT_TRUE(at::equal(item.value(), initial[item.key()])) << item.key() << " (lr 0 changes nothing)";
+    }
+  }
+  for (const auto& p : model->parameters()) EXPECT_FALSE(has_data(p)) << "freed after the scope";
+}
+
+TEST(Stage3Engine, GatheredParametersWithAModifierRankChangesWhatTrains) {
+  for (int stage : {0, 2, 3}) {
+    SCOPED_TRACE(stage);
+    torch::manual_seed(0);
+    auto model = make_model(model_spec("llama-tiny"));
+    auto engine = initialize(model, config(stage, R"({"type": "SGD", "params": {"lr": 0.0}})"), single_rank());
+    at::Tensor& w = model->blocks()[0]->named_parameters()["mlp.up_proj.weight"];
+    {
+      GatheredParameters full(engine, /*modifier_rank=*/0);
+      at::NoGradGuard no_grad;
+      w.fill_(0.5);
+    }
+    at::Tensor x = at::randint(256, {2, 9}, at::kLong);
+    engine.backward(model->loss(x.narrow(1, 0, 8), x.narrow(1, 1, 8)));
+    engine.step();  // lr 0: the parameters are the master weights, which must hold the change
+    GatheredParameters full(engine);
+    EXPECT_TRUE(at::all(w == 0.5).item<bool>());
+  }
+  torch::manual_seed(0);
+  auto model = make_model(model_spec("llama-tiny"));
+  auto engine = initialize(model, config(3), single_rank());
+  EXPECT_THROW(GatheredParameters(engine, 1), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace zerotrain
