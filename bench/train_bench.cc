@@ -3,6 +3,7 @@
 // token, peak allocated memory). Prints one `RESULT {json}` line on rank 0.
 //
 //   zerotrain launch --no_local_rank build/bench/train_bench --model llama-1.1b --stage 2 --seq 2048 --mb 4
+//   zerotrain launch --no_local_rank build/bench/train_bench --model llama-3-8b --stage 3 --seq 8192 --mb 2 --ckpt 1
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
 #include <fmt/format.h>
@@ -35,6 +36,7 @@ void sync(const c10::Device& d) {
 int main(int argc, char** argv) {
   std::string model_name = "llama-1.1b", precision = "bf16";
   int stage = 2, steps = 12, warmup = 4;
+  bool ckpt = false;
   int64_t seq = 2048, mb = 4;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i], v = argv[i + 1];
@@ -45,9 +47,10 @@ int main(int argc, char** argv) {
     else if (a == "--seq") seq = std::stoll(v);
     else if (a == "--mb") mb = std::stoll(v);
     else if (a == "--precision") precision = v;
+    else if (a == "--ckpt") ckpt = v == "1" || v == "true";
     else {
       fmt::print(stderr, "train_bench: unknown argument {} (allowed: --model --stage --steps --warmup --seq --mb "
-                         "--precision)\n", a);
+                         "--precision --ckpt 0|1)\n", a);
       return 2;
     }
   }
@@ -67,6 +70,7 @@ int main(int argc, char** argv) {
   zerotrain::EngineOptions opts;
   opts.comm = comm;
   opts.device = device;
+  opts.activation_checkpointing = ckpt;
   auto engine = zerotrain::initialize(model, config, opts);
   auto gen = at::make_generator<at::CPUGeneratorImpl>(1234 + comm->rank());
   zerotrain::reset_peak_memory(device);
@@ -94,9 +98,9 @@ int main(int argc, char** argv) {
   comm->all_reduce(peak, zerotrain::ReduceOp::kMax);
   if (comm->rank() == 0) {
     fmt::print("RESULT {{\"mode\": \"zerotrain_stage{}\", \"world\": {}, \"params_M\": {:.1f}, \"seq\": {}, \"mb\": {}, "
-               "\"precision\": \"{}\", \"step_s\": {:.4f}, \"tok_s_per_gpu\": {:.0f}, \"tflops_per_gpu\": {:.1f}, "
+               "\"ckpt\": {}, \"precision\": \"{}\", \"step_s\": {:.4f}, \"tok_s_per_gpu\": {:.0f}, \"tflops_per_gpu\": {:.1f}, "
                "\"peak_mem_GiB_max_rank\": {:.2f}, \"loss_first\": {:.3f}, \"loss_last\": {:.3f}}}\n",
-               stage, comm->world_size(), n / 1e6, seq, mb, precision, med, tok_s, flops_tok * tok_s / 1e12,
+               stage, comm->world_size(), n / 1e6, seq, mb, ckpt, precision, med, tok_s, flops_tok * tok_s / 1e12,
                peak.item<double>() / 1073741824.0, first_loss, last_loss);
   }
   return 0;

@@ -3,8 +3,9 @@
 # parity grid on every GPU with NCCL, and zerotrain vs the peers (DDP, torch ZeRO-1, FSDP2) on the same model,
 # batch and GPUs; print a table at the end. Needs .deps/ (scripts/fetch_gpu_deps.sh) carried along.
 #   device run: carry [".deps"], command "bash bench/gpu/run.sh"
-# Environment: ZT_TESTS=0 skips the tests and the parity grid, ZT_BENCH=0 the benchmarks; ZT_STEPS (default 10) timed
-# steps per benchmark.
+# Environment: ZT_TESTS=0 skips the tests and the parity grid, ZT_BENCH=0 the 1.1B benchmarks, ZT_BENCH_8B=1 adds
+# the Llama-3-8B shape (seq 8192, micro-batch 2, activation checkpointing) at stage 3 against FSDP2; ZT_PEERS=0
+# skips the peers; ZT_STEPS (default 10) timed steps per benchmark.
 set -uo pipefail
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -28,7 +29,7 @@ echo "torch $($PY -c 'import torch; print(torch.__version__)'), $NGPU GPUs" | te
 t0=$(date +%s)
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$DEPS/usr" \
   -DTORCH_CUDA_ARCH_LIST=9.0 -DCMAKE_CUDA_ARCHITECTURES=90 >"$OUT/cmake.log" 2>&1 || { tail -40 "$OUT/cmake.log"; exit 1; }
-TESTS="shard_optimizer_test shard_optimizer_kernels_test engine_test flat_layout_test loss_scaler_test lr_schedule_test models_test data_test"
+TESTS="shard_optimizer_test shard_optimizer_kernels_test engine_test flat_layout_test loss_scaler_test lr_schedule_test models_test data_test stage3_test"
 cmake --build build-gpu -j "$(nproc)" --target zerotrain_cli parity_worker train_bench $TESTS >"$OUT/build.log" 2>&1 \
   || { grep -E "error|Error" "$OUT/build.log" | head -40; exit 1; }
 note "build: $(( $(date +%s) - t0 )) s"
@@ -45,6 +46,10 @@ done
 "$ZT" launch --no_local_rank build-gpu/tests/distributed/parity_worker --device cuda >"$OUT/parity.log" 2>&1
 grep PARITY "$OUT/parity.log" | tee -a "$LOG"
 note "parity ($NGPU GPUs, NCCL): $(grep -E '^[0-9]+ passed, [0-9]+ failed' "$OUT/parity.log" || echo 'no result line')"
+"$ZT" launch --no_local_rank build-gpu/tests/distributed/parity_worker --device cuda --models llama,gpt2 \
+  --variants default,checkpoint,no_prefetch --precisions fp32,bf16 >"$OUT/parity_models.log" 2>&1
+grep PARITY "$OUT/parity_models.log" | grep -v ': ok' | tee -a "$LOG"
+note "parity, built-in models, stages 0-3 ($NGPU GPUs, NCCL): $(grep -E '^[0-9]+ passed, [0-9]+ failed' "$OUT/parity_models.log" || echo 'no result line')"
 fi
 
 if [ "${ZT_BENCH:-1}" = 1 ]; then
@@ -57,13 +62,27 @@ if [ "${ZT_BENCH:-1}" = 1 ]; then
       --steps "$STEPS" >"$OUT/peer_$mode.log" 2>&1
     note "$(grep RESULT "$OUT/peer_$mode.log" || echo "peer $mode: failed: $(tail -2 "$OUT/peer_$mode.log")")"
   done
-  for stage in 0 1 2; do
+  for stage in 0 1 2 3; do
     "$ZT" launch --no_local_rank build-gpu/bench/train_bench --model llama-1.1b --stage $stage --seq 2048 --mb 4 \
       --steps "$STEPS" >"$OUT/zt_stage$stage.log" 2>&1
     note "$(grep RESULT "$OUT/zt_stage$stage.log" || echo "zerotrain stage $stage: failed: $(tail -3 "$OUT/zt_stage$stage.log")")"
   done
 fi
 
+if [ "${ZT_BENCH_8B:-0}" = 1 ]; then
+  STEPS="${ZT_STEPS:-10}"
+  SHAPE8="--layers 32 --hidden 4096 --heads 32 --kv_heads 8 --ffn 14336 --vocab 128256 --seq 8192 --mb 2 --ckpt"
+  if [ "${ZT_PEERS:-1}" = 1 ]; then
+    $PY -m torch.distributed.run --standalone --nproc_per_node "$NGPU" bench/peers/train_anchor.py --mode fsdp2 $SHAPE8 \
+      --steps "$STEPS" >"$OUT/peer_fsdp2_8b.log" 2>&1
+    note "$(grep RESULT "$OUT/peer_fsdp2_8b.log" | sed 's/RESULT /RESULT 8b /' || echo "peer fsdp2 8b: failed: $(tail -2 "$OUT/peer_fsdp2_8b.log")")"
+  fi
+  "$ZT" launch --no_local_rank build-gpu/bench/train_bench --model llama-3-8b --stage 3 --seq 8192 --mb 2 --ckpt 1 \
+    --steps "$STEPS" >"$OUT/zt_8b_stage3.log" 2>&1
+  note "$(grep RESULT "$OUT/zt_8b_stage3.log" | sed 's/RESULT /RESULT 8b /' || echo "zerotrain 8b stage 3: failed: $(tail -3 "$OUT/zt_8b_stage3.log")")"
+fi
+
 echo
 echo "================================ summary ================================"
 printf '%s\n' "${summary[@]}"
+printf '%s\n' "${summary[@]}" | $PY bench/gpu/ratios.py

@@ -157,7 +157,20 @@ Engine::Engine(std::shared_ptr<torch::nn::Module> model, torch::nn::AnyModule fo
   m.model = std::move(model);
   m.device = options.device.value_or(default_device(*m.comm));
   m.dtype = to_scalar_type(cfg.precision());
-  m.model->to(m.device, m.dtype);  // floating parameters and buffers, as DeepSpeed casts the module
+  if (stage == 3) {
+    // Only what stays replicated moves now; trainable parameters go to the device unit by unit (ParamUnits), so
+    // a model that does not fit on one device can be built on the host and partitioned.
+    at::NoGradGuard no_grad;
+    auto move = [&](at::Tensor& t) {
+      if (t.defined()) t.set_data(t.to(m.device, t.is_floating_point() ? m.dtype : t.scalar_type()));
+    };
+    for (auto& p : m.model->parameters(/*recurse=*/true)) {
+      if (!p.requires_grad()) move(p);
+    }
+    for (auto& b : m.model->buffers(/*recurse=*/true)) move(b);
+  } else {
+    m.model->to(m.device, m.dtype);  // floating parameters and buffers, as DeepSpeed casts the module
+  }
 
   // Trainable parameters once each (tied weights are one tensor), in registration order.
   std::unordered_set<const void*> seen;
@@ -182,7 +195,8 @@ Engine::Engine(std::shared_ptr<torch::nn::Module> model, torch::nn::AnyModule fo
     m.layout = std::make_unique<detail::FlatLayout>(numels, plan.groups, world, m.comm->rank(), z.reduce_bucket_size);
     m.units = std::make_unique<detail::ParamUnits>(
         *m.layout, m.params, plan.persistent, m.comm,
-        detail::UnitSettings{z.prefetch_bucket_size, z.max_live_parameters, z.max_reuse_distance});
+        detail::UnitSettings{z.prefetch_bucket_size, z.max_live_parameters, z.max_reuse_distance},
+        at::TensorOptions().device(m.device).dtype(m.dtype));
     if (m.causal_lm) {
       m.units->set_segments(plan.segment_units);
       const int64_t last = static_cast<int64_t>(plan.segment_units.size()) - 1;

@@ -92,7 +92,19 @@ void GradReducer::launch_ready_in_order() {
   while (next_launch_ < n && missing_[next_launch_] == 0) launch(next_launch_++);
 }
 
+namespace {
+constexpr size_t kMaxInFlight = 2;
+}  // namespace
+
+void GradReducer::land_oldest() {
+  InFlight f = std::move(in_flight_.front());
+  in_flight_.pop_front();
+  f.work->wait();
+  f.land();
+}
+
 void GradReducer::launch(int b) {
+  while (in_flight_.size() >= kMaxInFlight) land_oldest();
   const Bucket& bucket = layout_.buckets()[b];
   const double pre = settings_.pre_scale, post = settings_.post_scale;
   if (settings_.stage == 0) {
@@ -137,11 +149,7 @@ void GradReducer::end_backward() {
     const int n = static_cast<int>(layout_.buckets().size());
     while (next_launch_ < n) launch(next_launch_++);
   }
-  for (auto& f : in_flight_) {
-    f.work->wait();
-    f.land();
-  }
-  in_flight_.clear();
+  while (!in_flight_.empty()) land_oldest();
   next_launch_ = 0;
 }
 

@@ -11,13 +11,16 @@
 // When a bucket's last parameter arrives it is launched (with overlap_comm, from the hook, so communication
 // overlaps the rest of backward; without it, after backward). Buckets are launched strictly in index order,
 // identical on every rank, so collectives always match even when the graph differs between ranks; parameters
-// that receive no gradient (unused) are flushed as zeros after backward. A parameter may report more than once
+// that receive no gradient (unused) are flushed as zeros after backward. At most two buckets are in flight: the
+// oldest lands before a third is launched, so staging memory stays two buckets however large the model
+// (DeepSpeed's double buffering; on GPUs landing only makes the compute stream wait for that collective). A parameter may report more than once
 // in one backward (used in two activation-checkpointed segments: each recomputation is its own autograd pass);
 // the later parts are added, and one arriving after its bucket was launched is an error that says so.
 #pragma once
 
 #include <ATen/ATen.h>
 
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -85,7 +88,8 @@ class GradReducer {
     std::unique_ptr<CommWork> work;
     std::function<void()> land;     // runs after wait(): scale and move the result into place
   };
-  std::vector<InFlight> in_flight_;
+  std::deque<InFlight> in_flight_;  // at most kMaxInFlight: each holds a bucket-sized buffer
+  void land_oldest();
 };
 
 }  // namespace zerotrain::detail

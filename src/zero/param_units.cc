@@ -104,11 +104,11 @@ at::Tensor checkpoint_segment(SegmentFunction fn, const at::Tensor& input, std::
 }
 
 ParamUnits::ParamUnits(const FlatLayout& layout, std::vector<at::Tensor> params, std::vector<bool> persistent,
-                       std::shared_ptr<Comm> comm, UnitSettings settings)
+                       std::shared_ptr<Comm> comm, UnitSettings settings, at::TensorOptions options)
     : layout_(layout), params_(std::move(params)), comm_(std::move(comm)), settings_(settings) {
   TORCH_INTERNAL_ASSERT(params_.size() == layout_.slots().size());
   TORCH_INTERNAL_ASSERT(persistent.size() == layout_.groups().size());
-  const auto opts = params_.front().options();
+  const auto opts = options;
   shard_ = at::empty({layout_.shard_numel()}, opts.dtype(at::kFloat));
   const int rank = layout_.rank();
   at::NoGradGuard no_grad;

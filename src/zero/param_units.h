@@ -57,10 +57,13 @@ at::Tensor checkpoint_segment(SegmentFunction fn, const at::Tensor& input, std::
 class ParamUnits {
  public:
   // `layout`: one group per unit. `params`: the trainable parameters in registration order (layout slot i is
-  // params[i]). `persistent[u]`: unit u stays gathered. Makes every parameter a view into its unit's buffer,
-  // broadcasts rank 0's values, keeps this rank's chunks and frees every unit that is not persistent.
+  // params[i]), on any device and in any dtype. `persistent[u]`: unit u stays gathered. `options`: the training
+  // device and dtype. Unit by unit, makes every parameter a view into its unit's buffer (copying and casting its
+  // values there), broadcasts rank 0's values, keeps this rank's chunks and frees the unit unless persistent: the
+  // device never holds more than one unit beyond the shards, so a model built on the host that does not fit on
+  // one device can be partitioned over several.
   ParamUnits(const FlatLayout& layout, std::vector<at::Tensor> params, std::vector<bool> persistent,
-             std::shared_ptr<Comm> comm, UnitSettings settings);
+             std::shared_ptr<Comm> comm, UnitSettings settings, at::TensorOptions options);
   ~ParamUnits();
   ParamUnits(const ParamUnits&) = delete;
   ParamUnits& operator=(const ParamUnits&) = delete;

@@ -38,7 +38,8 @@ struct Units {
       groups.push_back({i});
     }
     layout = std::make_unique<FlatLayout>(numels, groups, 1, 0, 1 << 20);
-    units = std::make_unique<ParamUnits>(*layout, weights, persistent, make_single_comm(), settings);
+    units = std::make_unique<ParamUnits>(*layout, weights, persistent, make_single_comm(), settings,
+                                         weights.front().options());
     std::vector<std::vector<int>> segments;
     for (int i = 0; i < kLayers; ++i) segments.push_back({i});
     units->set_segments(segments);

@@ -1,0 +1,29 @@
+"""Reads the RESULT lines of bench/gpu/run.sh on stdin and prints each zerotrain result as a ratio to its peer
+measured in the same run: stage 0 / DDP, stage 1 / torch ZeRO-1, stage 2 / FSDP2 without resharding, stage 3 /
+FSDP2 (and the 8B shape at stage 3 / FSDP2 on the same shape)."""
+import json
+import sys
+
+PEER = {"zerotrain_stage0": "ddp", "zerotrain_stage1": "zero1", "zerotrain_stage2": "fsdp2_noreshard",
+        "zerotrain_stage3": "fsdp2"}
+
+results = {}
+for line in sys.stdin:
+    if "RESULT " not in line:
+        continue
+    tag = "8b " if "RESULT 8b " in line else ""
+    r = json.loads(line.split("RESULT ", 1)[1].removeprefix("8b "))
+    results[tag + r["mode"]] = r
+
+print(f"{'zerotrain':<22} {'tok/s/GPU':>10} {'peer':<20} {'tok/s/GPU':>10} {'speed':>7} {'mem GiB':>8} {'peer GiB':>8}")
+for key, r in results.items():
+    tag, mode = ("8b ", key[3:]) if key.startswith("8b ") else ("", key)
+    if mode not in PEER:
+        continue
+    peer = results.get(tag + PEER[mode])
+    mem = r.get("peak_mem_GiB_max_rank", float("nan"))
+    if peer is None:
+        print(f"{key:<22} {r['tok_s_per_gpu']:>10} {'(no peer)':<20}")
+        continue
+    print(f"{key:<22} {r['tok_s_per_gpu']:>10} {tag + peer['mode']:<20} {peer['tok_s_per_gpu']:>10} "
+          f"{r['tok_s_per_gpu'] / peer['tok_s_per_gpu']:>6.2f}x {mem:>8} {peer['peak_mem_GiB_max_rank']:>8}")
