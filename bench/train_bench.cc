@@ -76,13 +76,30 @@ int main(int argc, char** argv) {
   zerotrain::reset_peak_memory(device);
   std::vector<double> times;
   double first_loss = 0, last_loss = 0;
+  // Peak memory of each phase of the last warmup step (the engine's state and the allocator are warm by then).
+  std::string phases;
+  int64_t earlier_peak = 0;
+  auto phase_peak = [&](const char* name, bool on) {
+    if (!on) return;
+    phases += fmt::format("{}\"{}\": {:.2f}", phases.empty() ? "" : ", ", name,
+                          static_cast<double>(zerotrain::memory_stats(device).peak_bytes) / 1073741824.0);
+  };
   for (int s = 0; s < warmup + steps; ++s) {
     at::Tensor x = at::randint(spec.vocab, {mb, seq + 1}, gen, at::kLong).to(device);
+    const bool trace = s == warmup - 1;
     sync(device);
+    if (trace) {
+      earlier_peak = zerotrain::memory_stats(device).peak_bytes;  // the run's peak so far, kept
+      zerotrain::reset_peak_memory(device);
+    }
+    phase_peak("start", trace);
     const auto t0 = std::chrono::steady_clock::now();
     at::Tensor loss = model->loss(x.narrow(1, 0, seq), x.narrow(1, 1, seq));
+    phase_peak("forward", trace);
     engine.backward(loss);
+    phase_peak("backward", trace);
     engine.step();
+    phase_peak("step", trace);
     sync(device);
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     last_loss = loss.item<double>();
@@ -94,14 +111,16 @@ int main(int argc, char** argv) {
   const double n = static_cast<double>(zerotrain::num_parameters(spec));
   const double tok_s = static_cast<double>(mb * seq) / med;
   const double flops_tok = 6 * n + 6.0 * spec.num_layers * spec.hidden * seq;
-  at::Tensor peak = at::tensor({static_cast<double>(zerotrain::memory_stats(device).peak_bytes)}, at::kDouble).to(device);
+  const int64_t run_peak = std::max(earlier_peak, zerotrain::memory_stats(device).peak_bytes);
+  at::Tensor peak = at::tensor({static_cast<double>(run_peak)}, at::kDouble).to(device);
   comm->all_reduce(peak, zerotrain::ReduceOp::kMax);
   if (comm->rank() == 0) {
     fmt::print("RESULT {{\"mode\": \"zerotrain_stage{}\", \"world\": {}, \"params_M\": {:.1f}, \"seq\": {}, \"mb\": {}, "
                "\"ckpt\": {}, \"precision\": \"{}\", \"step_s\": {:.4f}, \"tok_s_per_gpu\": {:.0f}, \"tflops_per_gpu\": {:.1f}, "
-               "\"peak_mem_GiB_max_rank\": {:.2f}, \"loss_first\": {:.3f}, \"loss_last\": {:.3f}}}\n",
+               "\"peak_mem_GiB_max_rank\": {:.2f}, \"loss_first\": {:.3f}, \"loss_last\": {:.3f}, "
+               "\"rank0_peak_GiB_by_phase\": {{{}}}}}\n",
                stage, comm->world_size(), n / 1e6, seq, mb, ckpt, precision, med, tok_s, flops_tok * tok_s / 1e12,
-               peak.item<double>() / 1073741824.0, first_loss, last_loss);
+               peak.item<double>() / 1073741824.0, first_loss, last_loss, phases);
   }
   return 0;
 }

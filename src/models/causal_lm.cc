@@ -33,10 +33,9 @@ at::Tensor CausalLM::loss(const at::Tensor& tokens, const at::Tensor& targets) {
                                             fmt::join(targets.sizes(), "x"), fmt::join(tokens.sizes(), "x")));
   }
   at::Tensor logits = forward(tokens);  // (B, S, V) model dtype
-  // log-softmax and the mean over B*S tokens in fp32: bf16 sums of thousands of terms lose ~3 digits.
-  at::Tensor flat = logits.reshape({-1, logits.size(-1)}).to(at::kFloat);  // (B*S, V) fp32
-  return at::cross_entropy_loss(flat, targets.reshape({-1}).to(at::kLong), /*weight=*/{}, at::Reduction::Mean,
-                                /*ignore_index=*/-100);
+  // log-softmax and the mean over B*S tokens in fp32 (bf16 sums of thousands of terms lose ~3 digits), chunked so
+  // that no (B*S, V) fp32 tensor exists.
+  return detail::cross_entropy_fp32(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}), -100);
 }
 
 std::vector<std::shared_ptr<torch::nn::Module>> CausalLM::blocks() const {

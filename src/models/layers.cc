@@ -1,8 +1,10 @@
 #include "models/layers.h"
 
 #include <ATen/ATen.h>
+#include <torch/csrc/autograd/custom_function.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -42,6 +44,64 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
   const bool grouped = q.size(1) != k.size(1);
   return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0, /*is_causal=*/true,
                                           /*scale=*/std::nullopt, /*enable_gqa=*/grouped);
+}
+
+namespace {
+
+// Rows per chunk: about 64M fp32 elements (256 MB) of softmax at a time, unless the caller chose.
+int64_t ce_chunk_rows(int64_t vocab, int64_t chosen) {
+  if (chosen > 0) return chosen;
+  return std::max<int64_t>(1, (int64_t{64} << 20) / std::max<int64_t>(vocab, 1));
+}
+
+struct CrossEntropyFp32 : public torch::autograd::Function<CrossEntropyFp32> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& logits, const at::Tensor& targets,
+                            int64_t ignore_index, int64_t chunk_rows) {
+    const int64_t n = logits.size(0), rows = ce_chunk_rows(logits.size(1), chunk_rows);
+    ctx->saved_data["rows"] = rows;
+    at::Tensor valid = targets != ignore_index;                     // (N,) bool
+    at::Tensor safe = at::where(valid, targets, at::zeros_like(targets)).unsqueeze(1);  // (N, 1)
+    at::Tensor lse = at::empty({n}, logits.options().dtype(at::kFloat));
+    at::Tensor picked = at::empty({n}, logits.options().dtype(at::kFloat));
+    for (int64_t i = 0; i < n; i += rows) {
+      const int64_t m = std::min(rows, n - i);
+      at::Tensor chunk = logits.narrow(0, i, m).to(at::kFloat);    // (m, V) fp32
+      lse.narrow(0, i, m).copy_(at::logsumexp(chunk, {1}));
+      picked.narrow(0, i, m).copy_(chunk.gather(1, safe.narrow(0, i, m)).squeeze(1));
+    }
+    at::Tensor count = valid.sum().to(at::kFloat);
+    at::Tensor loss = ((lse - picked) * valid.to(at::kFloat)).sum() / count;
+    ctx->save_for_backward({logits, safe, valid, lse, count});
+    return loss;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &logits = saved[0], &safe = saved[1], &valid = saved[2], &lse = saved[3], &count = saved[4];
+    const int64_t n = logits.size(0), rows = ctx->saved_data["rows"].toInt();
+    // d loss / d logits = (softmax - onehot(target)) * valid * grad / count
+    at::Tensor row_scale = valid.to(at::kFloat) * (grads[0].to(at::kFloat) / count);  // (N,)
+    at::Tensor out = at::empty_like(logits);
+    for (int64_t i = 0; i < n; i += rows) {
+      const int64_t m = std::min(rows, n - i);
+      at::Tensor p = (logits.narrow(0, i, m).to(at::kFloat) - lse.narrow(0, i, m).unsqueeze(1)).exp_();
+      p.scatter_add_(1, safe.narrow(0, i, m), at::full({m, 1}, -1.0f, p.options()));
+      p.mul_(row_scale.narrow(0, i, m).unsqueeze(1));
+      out.narrow(0, i, m).copy_(p);
+    }
+    return {out, at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+at::Tensor cross_entropy_fp32(const at::Tensor& logits, const at::Tensor& targets, int64_t ignore_index,
+                              int64_t chunk_rows) {
+  TORCH_CHECK(logits.dim() == 2 && targets.dim() == 1 && targets.size(0) == logits.size(0),
+              "cross_entropy_fp32: logits (N, V) and targets (N,) expected, got ", logits.sizes(), " and ",
+              targets.sizes());
+  return CrossEntropyFp32::apply(logits.contiguous(), targets.to(at::kLong), ignore_index, chunk_rows);
 }
 
 at::Tensor split_heads(const at::Tensor& x, int64_t num_heads) {

@@ -41,6 +41,15 @@ at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tens
 // dividing nh (query head i reads kv head i / (nh / nkv), as repeat_interleave does) -> (B, nh, S, d).
 at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
 
+// Mean cross-entropy of (N, V) logits against (N,) int64 targets (entries equal to ignore_index are skipped), with
+// the softmax in fp32 whatever the logits' dtype, as at::cross_entropy_loss(logits.to(kFloat), ...) computes it,
+// but row chunk by row chunk: no (N, V) fp32 tensor is ever materialized, forward or backward (for 16-bit logits
+// that is 2-4x the logits' own memory: at N = 16384, V = 128256 about 24 GiB). Backward recomputes each chunk's
+// softmax from the saved logits and per-row log-sum-exp and writes the gradient in the logits' dtype. Returns an
+// fp32 scalar; NaN when every target is ignored (as torch's mean reduction). `chunk_rows` 0: about 64M elements.
+at::Tensor cross_entropy_fp32(const at::Tensor& logits, const at::Tensor& targets, int64_t ignore_index = -100,
+                              int64_t chunk_rows = 0);
+
 // (B, S, n * d) -> (B, n, S, d), a view.
 at::Tensor split_heads(const at::Tensor& x, int64_t num_heads);
 

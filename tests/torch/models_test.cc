@@ -198,6 +198,31 @@ TEST(CausalLMTest, SegmentParametersCoverEveryParameterAndListTiedOnesTwice) {
   }
 }
 
+TEST(LayersTest, ChunkedFp32CrossEntropyMatchesTorchsInForwardAndBackward) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(9);
+  for (auto dtype : {at::kFloat, at::kBFloat16, at::kHalf}) {
+    for (int64_t rows : {0, 1, 7}) {
+      SCOPED_TRACE(std::string(c10::toString(dtype)) + " chunk rows " + std::to_string(rows));
+      at::Tensor base = at::randn({20, 33}, gen) * 3;
+      at::Tensor targets = at::randint(33, {20}, gen, at::kLong);
+      targets.index_put_({at::arange(0, 20, 6)}, -100);  // ignored rows
+      at::Tensor a = base.to(dtype).requires_grad_(true), b = base.to(dtype).requires_grad_(true);
+      at::Tensor got = detail::cross_entropy_fp32(a, targets, -100, rows);
+      at::Tensor want = at::cross_entropy_loss(b.to(at::kFloat), targets, {}, at::Reduction::Mean, -100);
+      EXPECT_EQ(got.scalar_type(), at::kFloat);
+      EXPECT_NEAR(got.item<double>(), want.item<double>(), 1e-5);
+      (got * 1.7).backward();
+      (want * 1.7).backward();
+      EXPECT_EQ(a.grad().scalar_type(), dtype);
+      EXPECT_TRUE(at::allclose(a.grad().to(at::kFloat), b.grad().to(at::kFloat), dtype == at::kFloat ? 1e-5 : 1e-2,
+                               1e-6));
+    }
+  }
+  // Every target ignored: NaN, as torch's mean reduction.
+  at::Tensor x = at::randn({3, 5}).requires_grad_(true);
+  EXPECT_TRUE(std::isnan(detail::cross_entropy_fp32(x, at::full({3}, -100, at::kLong)).item<double>()));
+}
+
 TEST(CausalLMTest, FutureTokensDoNotChangeEarlierLogits) {
   for (const char* name : kTinyNames) {
     SCOPED_TRACE(name);
