@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
   std::string model_name = "llama-1.1b", precision = "bf16";
   int stage = 2, steps = 12, warmup = 4;
   bool ckpt = false;
+  int64_t layers = 0, hidden = 0, heads = 0, kv_heads = 0, ffn = 0, vocab = 0;  // 0: the preset's
   int64_t seq = 2048, mb = 4;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i], v = argv[i + 1];
@@ -48,9 +49,16 @@ int main(int argc, char** argv) {
     else if (a == "--mb") mb = std::stoll(v);
     else if (a == "--precision") precision = v;
     else if (a == "--ckpt") ckpt = v == "1" || v == "true";
+    else if (a == "--layers") layers = std::stoll(v);
+    else if (a == "--hidden") hidden = std::stoll(v);
+    else if (a == "--heads") heads = std::stoll(v);
+    else if (a == "--kv-heads") kv_heads = std::stoll(v);
+    else if (a == "--ffn") ffn = std::stoll(v);
+    else if (a == "--vocab") vocab = std::stoll(v);
     else {
       fmt::print(stderr, "train_bench: unknown argument {} (allowed: --model --stage --steps --warmup --seq --mb "
-                         "--precision --ckpt 0|1)\n", a);
+                         "--precision --ckpt 0|1, and --layers --hidden --heads --kv-heads --ffn --vocab to change "
+                         "the preset's shape)\n", a);
       return 2;
     }
   }
@@ -60,6 +68,12 @@ int main(int argc, char** argv) {
                                   : c10::Device(c10::kCPU);
   zerotrain::ModelSpec spec = zerotrain::model_spec(model_name);
   spec.max_seq = std::max(spec.max_seq, seq);
+  for (auto [field, value] : {std::pair{&spec.num_layers, layers}, std::pair{&spec.hidden, hidden},
+                              std::pair{&spec.num_heads, heads}, std::pair{&spec.num_kv_heads, kv_heads},
+                              std::pair{&spec.ffn, ffn}, std::pair{&spec.vocab, vocab}}) {
+    if (value > 0) *field = value;
+  }
+  zerotrain::validate_model_spec(spec);
   torch::manual_seed(0);
   auto model = zerotrain::make_model(spec);
   const std::string config = fmt::format(

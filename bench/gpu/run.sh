@@ -5,7 +5,8 @@
 #   device run: carry [".deps"], command "bash bench/gpu/run.sh"
 # Environment: ZT_TESTS=0 skips the tests and the parity grid, ZT_BENCH=0 the 1.1B benchmarks, ZT_BENCH_8B=1 adds
 # the Llama-3-8B shape (seq 8192, micro-batch 2, activation checkpointing) at stage 3 against FSDP2; ZT_PEERS=0
-# skips the peers; ZT_STEPS (default 10) timed steps per benchmark.
+# skips the peers; ZT_BIG=1 trains an 11.4B Llama shape at stage 3 (too large for one GPU replicated); ZT_STEPS
+# (default 10) timed steps per benchmark.
 set -uo pipefail
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -80,6 +81,14 @@ if [ "${ZT_BENCH_8B:-0}" = 1 ]; then
   "$ZT" launch --no_local_rank build-gpu/bench/train_bench --model llama-3-8b --stage 3 --seq 8192 --mb 2 --ckpt 1 \
     --steps "$STEPS" >"$OUT/zt_8b_stage3.log" 2>&1
   note "$(grep RESULT "$OUT/zt_8b_stage3.log" | sed 's/RESULT /RESULT 8b /' || echo "zerotrain 8b stage 3: failed: $(tail -3 "$OUT/zt_8b_stage3.log")")"
+fi
+
+if [ "${ZT_BIG:-0}" = 1 ]; then
+  # A model whose replicated training state (16 bytes per parameter, ~182 GB) does not fit one GPU, at stage 3.
+  BIG="--model llama-2-7b --layers 40 --hidden 5120 --heads 40 --kv-heads 8 --ffn 13824 --vocab 32000"
+  "$ZT" launch --no_local_rank build-gpu/bench/train_bench $BIG --stage 3 --seq 2048 --mb 1 --ckpt 1 --steps 4 \
+    --warmup 2 >"$OUT/zt_big_stage3.log" 2>&1
+  note "$(grep RESULT "$OUT/zt_big_stage3.log" | sed 's/RESULT /RESULT big /' || echo "zerotrain big stage 3: failed: $(tail -3 "$OUT/zt_big_stage3.log")")"
 fi
 
 echo

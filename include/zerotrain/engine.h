@@ -7,11 +7,11 @@
 //     engine.step();                             // steps the optimizer on accumulation boundaries
 //   }
 //
-// Stage 3 partitions the parameters in units that are gathered just before use and freed after. A built-in
-// CausalLM is split automatically: its embedding, each transformer block and its head are units (prefetched in
-// the recorded execution order). Any other module is one unit, gathered for Engine::forward and for
-// Engine::backward: call it through the engine. Between uses a stage-3 parameter keeps its shape but holds no
-// data; read or change full parameters inside a GatheredParameters scope.
+// Stage 3 partitions the parameters in units that are gathered just before use and freed after. A Segmented module
+// (segmented.h; the built-in CausalLM is one: its embedding, each transformer block and its head) gets a unit per
+// segment, prefetched in the recorded execution order. Any other module is one unit, gathered for Engine::forward
+// and for Engine::backward: call it through the engine. Between uses a stage-3 parameter keeps its shape but holds
+// no data; read or change full parameters inside a GatheredParameters scope.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -34,8 +34,9 @@ struct EngineOptions {
   CommOptions comm_options;            // used when comm is null
   std::optional<c10::Device> device;   // default: cuda:LOCAL_RANK when CUDA is available, else cpu
   RunInfo run;                         // resolves "auto" config values (world_size comes from the communicator)
-  // Recompute each transformer block of a built-in CausalLM in backward instead of keeping its activations
-  // (DeepSpeed's activation checkpointing of every layer). Ignored for other modules.
+  // Recompute each checkpointable segment of a Segmented module (every transformer block of a CausalLM) in backward
+  // instead of keeping its activations (DeepSpeed's activation checkpointing of every layer). Ignored for other
+  // modules.
   bool activation_checkpointing = false;
 };
 
@@ -64,6 +65,14 @@ class Engine {
   bool is_gradient_accumulation_boundary() const;
   // Drops any gradients held in param.grad (the engine's own buffers are managed by step()).
   void zero_grad();
+
+  // Writes the full 16-bit (training dtype) weights - parameters and buffers, by module name - to
+  // save_dir/save_filename on rank 0: safetensors when the name ends in ".safetensors", else a torch.save-compatible
+  // pickle of a name -> tensor dict (DeepSpeed's default name, "pytorch_model.bin"). Every rank must call it. At
+  // stage 3 it gathers one unit at a time, and only when zero_optimization.stage3_gather_16bit_weights_on_model_save
+  // is true: otherwise it writes nothing and returns false, as DeepSpeed does. Returns true when written. Throws
+  // std::runtime_error naming the file on I/O errors; the file is replaced atomically.
+  bool save_16bit_model(const std::string& save_dir, const std::string& save_filename = "pytorch_model.bin");
 
   std::optional<double> get_global_grad_norm() const;  // unscaled, before clipping, of the last optimizer step
   double get_lr() const;                               // learning rate of the next optimizer step

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "zerotrain/estimate.h"
+#include "zerotrain/segmented.h"
 
 namespace zerotrain {
 
@@ -84,15 +85,11 @@ class TransformerBlock : public torch::nn::Module {
   virtual at::Tensor forward(const at::Tensor& hidden) = 0;
 };
 
-// Forward runs in segments: 0 is the embedding (input: the (B, S) tokens), 1 .. num_layers are the blocks (input and
-// output (B, S, H) hidden states), num_layers + 1 is the head (output: (B, S, V) logits). A segment runner computes
-// segment `index` as fn(input); the engine installs one to gather (ZeRO-3), prefetch or recompute (activation
-// checkpointing) around each segment. fn depends on its input and the segment's parameters only.
-using SegmentFn = std::function<at::Tensor(const at::Tensor& input)>;
-using SegmentRunner = std::function<at::Tensor(int64_t index, const SegmentFn& fn, const at::Tensor& input)>;
 
-// A decoder-only language model: tokens -> next-token logits.
-class CausalLM : public torch::nn::Module {
+// A decoder-only language model: tokens -> next-token logits. Forward runs in segments (see segmented.h): 0 is the
+// embedding (input: the (B, S) tokens), 1 .. num_layers are the blocks (input and output (B, S, H) hidden states),
+// num_layers + 1 is the head (output: (B, S, V) logits); only the blocks are checkpointable.
+class CausalLM : public torch::nn::Module, public Segmented {
  public:
   explicit CausalLM(ModelSpec spec);
 
@@ -111,12 +108,10 @@ class CausalLM : public torch::nn::Module {
   // The transformer blocks in execution order; each is a TransformerBlock (std::dynamic_pointer_cast to call it).
   std::vector<std::shared_ptr<torch::nn::Module>> blocks() const;
 
-  // Routes every segment of forward() through `runner`; an empty function restores direct calls.
-  void set_segment_runner(SegmentRunner runner);
-
   // The parameters each segment reads (num_layers + 2 lists, in segment order); a tied weight is listed in every
   // segment that reads it.
-  std::vector<std::vector<at::Tensor>> segment_parameters() const;
+  std::vector<std::vector<at::Tensor>> segment_parameters() const override;
+  bool checkpointable(int64_t index) const override;
 
   // The spec the model was built from.
   const ModelSpec& spec() const { return spec_; }
@@ -132,7 +127,6 @@ class CausalLM : public torch::nn::Module {
  private:
   ModelSpec spec_;
   std::vector<std::shared_ptr<TransformerBlock>> blocks_;  // registered elsewhere; shared, not copied
-  SegmentRunner runner_;                                  // empty: call segments directly
 };
 
 // Builds the model of `spec` in fp32 on the CPU, initialized from torch's global generator (torch::manual_seed):

@@ -3,21 +3,25 @@
 #include "zerotrain/engine.h"
 
 #include <ATen/ATen.h>
+#include <fmt/format.h>
 #include <torch/csrc/autograd/variable.h>
 
 #include <cctype>
+#include <cstdio>
+#include <filesystem>
 #include <exception>
 #include <stdexcept>
 #include <unordered_map>
 #include <unordered_set>
 
+#include "checkpoint/safetensors.h"
 #include "lr/lr_schedule.h"
 #include "zero/flat_layout.h"
 #include "zero/grad_reducer.h"
 #include "zero/param_units.h"
 #include "zero/zero_optimizer.h"
 #include "zerotrain/dtype.h"
-#include "zerotrain/models.h"
+#include "zerotrain/segmented.h"
 
 namespace zerotrain {
 namespace {
@@ -119,7 +123,7 @@ struct Engine::Impl {
   at::Tensor param_flat;           // stages 0-2: (total_numel,) training dtype, device: the parameters' storage
   std::unique_ptr<detail::ParamUnits> units;  // stage 3
   bool whole_module_unit = false;  // stage 3 without segments: gather everything for forward and backward
-  std::shared_ptr<CausalLM> causal_lm;  // set when the engine installed a segment runner on it
+  std::shared_ptr<Segmented> segmented;  // set when the engine installed a segment runner on it
   std::unique_ptr<detail::GradReducer> reducer;
   std::unique_ptr<detail::ZeroOptimizer> optimizer;
   std::unique_ptr<detail::LrSchedule> schedule;
@@ -129,7 +133,7 @@ struct Engine::Impl {
   bool in_backward = false;
 
   ~Impl() {
-    if (causal_lm) causal_lm->set_segment_runner({});  // the runner points into this engine
+    if (segmented) segmented->set_segment_runner({});  // the runner points into this engine
   }
 
   int64_t completed_schedule_steps() const { return optimizer->applied_steps(); }
@@ -183,27 +187,31 @@ Engine::Engine(std::shared_ptr<torch::nn::Module> model, torch::nn::AnyModule fo
   const int world = m.comm->world_size();
   std::vector<int64_t> numels;
   for (auto& p : m.params) numels.push_back(p.numel());
-  m.causal_lm = std::dynamic_pointer_cast<CausalLM>(m.model);
-  const bool checkpoint = options.activation_checkpointing && m.causal_lm;
+  auto segmented = std::dynamic_pointer_cast<Segmented>(m.model);
+  const bool checkpoint = options.activation_checkpointing && segmented;
 
   at::NoGradGuard no_grad;
   if (stage == 3) {
     const auto& z = cfg.zero();
     const Stage3Plan plan =
-        plan_stage3(m.params, m.causal_lm ? m.causal_lm->segment_parameters() : std::vector<std::vector<at::Tensor>>{},
+        plan_stage3(m.params, segmented ? segmented->segment_parameters() : std::vector<std::vector<at::Tensor>>{},
                     z.param_persistence_threshold, z.model_persistence_threshold);
     m.layout = std::make_unique<detail::FlatLayout>(numels, plan.groups, world, m.comm->rank(), z.reduce_bucket_size);
     m.units = std::make_unique<detail::ParamUnits>(
         *m.layout, m.params, plan.persistent, m.comm,
         detail::UnitSettings{z.prefetch_bucket_size, z.max_live_parameters, z.max_reuse_distance},
         at::TensorOptions().device(m.device).dtype(m.dtype));
-    if (m.causal_lm) {
+    if (segmented && !plan.segment_units.empty()) {
       m.units->set_segments(plan.segment_units);
-      const int64_t last = static_cast<int64_t>(plan.segment_units.size()) - 1;
-      m.causal_lm->set_segment_runner(
-          [units = m.units.get(), checkpoint, last](int64_t index, const SegmentFn& fn, const at::Tensor& input) {
-            return units->run_segment(static_cast<int>(index), fn, input, checkpoint && index > 0 && index < last);
+      const int64_t count = static_cast<int64_t>(plan.segment_units.size());
+      Segmented* seg = segmented.get();
+      segmented->set_segment_runner(
+          [units = m.units.get(), checkpoint, count, seg](int64_t index, const SegmentFn& fn, const at::Tensor& input) {
+            TORCH_CHECK(index >= 0 && index < count, "run_segment: segment ", index, " is not one of the ", count,
+                        " segments segment_parameters() listed");
+            return units->run_segment(static_cast<int>(index), fn, input, checkpoint && seg->checkpointable(index));
           });
+      m.segmented = segmented;
     } else {
       m.whole_module_unit = true;
     }
@@ -221,10 +229,11 @@ Engine::Engine(std::shared_ptr<torch::nn::Module> model, torch::nn::AnyModule fo
     }
     m.comm->broadcast(m.param_flat, 0);
     if (checkpoint) {
-      const int64_t last = m.causal_lm->spec().num_layers + 1;
-      m.causal_lm->set_segment_runner([last](int64_t index, const SegmentFn& fn, const at::Tensor& input) {
-        return index > 0 && index < last ? detail::checkpoint_segment(fn, input) : fn(input);
+      Segmented* seg = segmented.get();
+      segmented->set_segment_runner([seg](int64_t index, const SegmentFn& fn, const at::Tensor& input) {
+        return seg->checkpointable(index) ? detail::checkpoint_segment(fn, input) : fn(input);
       });
+      m.segmented = segmented;
     }
   }
   for (auto& p : frozen) {
@@ -344,6 +353,68 @@ const Config& Engine::config() const { return *impl_->config; }
 Comm& Engine::comm() const { return *impl_->comm; }
 c10::Device Engine::device() const { return impl_->device; }
 torch::nn::Module& Engine::module() const { return *impl_->model; }
+
+bool Engine::save_16bit_model(const std::string& save_dir, const std::string& save_filename) {
+  Impl& m = *impl_;
+  const bool root = m.comm->rank() == 0;
+  if (m.units && !m.config->zero().gather_16bit_weights_on_model_save) {
+    if (root) {
+      fmt::print(stderr,
+                 "save_16bit_model: nothing written to {}/{}: at ZeRO stage 3 the parameters are partitioned and "
+                 "zero_optimization.stage3_gather_16bit_weights_on_model_save is false; set it to true to gather "
+                 "them (as DeepSpeed, this returns false)\n",
+                 save_dir, save_filename);
+    }
+    return false;
+  }
+  at::NoGradGuard no_grad;
+  // Names by tensor: the first name of each tensor (a tied weight is saved once).
+  std::vector<std::pair<std::string, at::Tensor>> entries;
+  std::unordered_map<const void*, size_t> slot;
+  for (const auto& item : m.model->named_parameters(/*recurse=*/true)) {
+    if (slot.emplace(item.value().unsafeGetTensorImpl(), entries.size()).second) {
+      entries.emplace_back(item.key(), at::Tensor());
+    }
+  }
+  for (const auto& item : m.model->named_buffers(/*recurse=*/true)) {
+    if (slot.emplace(item.value().unsafeGetTensorImpl(), entries.size()).second) {
+      entries.emplace_back(item.key(), at::Tensor());
+    }
+  }
+  auto take = [&](const at::Tensor& t) {
+    if (root) entries[slot.at(t.unsafeGetTensorImpl())].second = t.detach().to(at::kCPU, /*non_blocking=*/false,
+                                                                                /*copy=*/true);
+  };
+  std::unordered_set<const void*> partitioned;
+  if (m.units) {
+    for (int u = 0; u < m.units->num_units(); ++u) {
+      const auto& g = m.layout->groups()[u];
+      m.units->with_unit_gathered(u, [&] {
+        for (int b = g.first_bucket; b < g.end_bucket; ++b) {
+          for (int p : m.layout->buckets()[b].params) {
+            take(m.params[p]);
+            partitioned.insert(m.params[p].unsafeGetTensorImpl());
+          }
+        }
+      });
+    }
+  }
+  for (const auto& item : m.model->named_parameters(/*recurse=*/true)) {
+    if (!partitioned.count(item.value().unsafeGetTensorImpl())) take(item.value());
+  }
+  for (const auto& item : m.model->named_buffers(/*recurse=*/true)) take(item.value());
+  if (root) {
+    std::filesystem::create_directories(save_dir);
+    const std::string path = (std::filesystem::path(save_dir) / save_filename).string();
+    if (save_filename.size() > 12 && save_filename.ends_with(".safetensors")) {
+      detail::write_safetensors(path, entries, {{"format", "pt"}});
+    } else {
+      detail::write_torch_state_dict(path, entries);
+    }
+  }
+  m.comm->barrier();  // every rank returns once the file is complete
+  return true;
+}
 
 GatheredParameters::GatheredParameters(Engine& engine, std::optional<int> modifier_rank)
     : engine_(engine), modifier_rank_(modifier_rank) {

@@ -14,17 +14,14 @@ namespace zerotrain {
 CausalLM::CausalLM(ModelSpec spec) : spec_(std::move(spec)) {}
 
 at::Tensor CausalLM::forward(const at::Tensor& tokens) {
-  if (!runner_) {
-    at::Tensor hidden = embed(tokens);  // (B, S, H)
-    for (auto& block : blocks_) hidden = block->forward(hidden);
-    return head(hidden);  // (B, S, V)
-  }
-  at::Tensor hidden = runner_(0, [this](const at::Tensor& t) { return embed(t); }, tokens);
+  at::Tensor hidden = run_segment(0, [this](const at::Tensor& t) { return embed(t); }, tokens);  // (B, S, H)
   for (size_t i = 0; i < blocks_.size(); ++i) {
     TransformerBlock* block = blocks_[i].get();
-    hidden = runner_(static_cast<int64_t>(i) + 1, [block](const at::Tensor& h) { return block->forward(h); }, hidden);
+    hidden = run_segment(static_cast<int64_t>(i) + 1, [block](const at::Tensor& h) { return block->forward(h); },
+                         hidden);
   }
-  return runner_(static_cast<int64_t>(blocks_.size()) + 1, [this](const at::Tensor& h) { return head(h); }, hidden);
+  return run_segment(static_cast<int64_t>(blocks_.size()) + 1, [this](const at::Tensor& h) { return head(h); },
+                     hidden);  // (B, S, V)
 }
 
 at::Tensor CausalLM::loss(const at::Tensor& tokens, const at::Tensor& targets) {
@@ -42,7 +39,9 @@ std::vector<std::shared_ptr<torch::nn::Module>> CausalLM::blocks() const {
   return {blocks_.begin(), blocks_.end()};
 }
 
-void CausalLM::set_segment_runner(SegmentRunner runner) { runner_ = std::move(runner); }
+bool CausalLM::checkpointable(int64_t index) const {
+  return index >= 1 && index <= static_cast<int64_t>(blocks_.size());
+}
 
 std::vector<std::vector<at::Tensor>> CausalLM::segment_parameters() const {
   std::vector<std::vector<at::Tensor>> out;

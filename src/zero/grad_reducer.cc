@@ -5,7 +5,6 @@
 #include <torch/csrc/autograd/variable.h>
 
 #include <algorithm>
-#include <stdexcept>
 
 namespace zerotrain::detail {
 namespace {
@@ -36,6 +35,7 @@ GradReducer::GradReducer(const FlatLayout& layout, std::vector<at::Tensor> param
   staging_.resize(layout_.buckets().size());
   missing_.resize(layout_.buckets().size());
   reported_.assign(params_.size(), 0);
+  late_.resize(layout_.buckets().size());
   for (size_t i = 0; i < params_.size(); ++i) {
     auto acc = torch::autograd::impl::grad_accumulator(params_[i]);
     TORCH_INTERNAL_ASSERT(acc, "parameter ", i, " has no grad accumulator (does it require grad?)");
@@ -68,11 +68,14 @@ void GradReducer::on_grad_ready(int p) {
   const ParamSlot& slot = layout_.slots()[p];
   const Bucket& bucket = layout_.buckets()[slot.bucket];
   if (reduce_this_step_ && slot.bucket < next_launch_) {
-    throw std::runtime_error(
-        "parameter " + std::to_string(p) + " (" + std::to_string(slot.numel) +
-        " elements) received a gradient after its bucket was reduced in this backward: it is used in two "
-        "activation-checkpointed segments, or in a checkpointed and a plain one; checkpoint both uses together or "
-        "set overlap_comm to false");
+    // A further part of a gradient whose bucket is already reduced (see the note): reduced after backward.
+    at::Tensor& late = late_[slot.bucket];
+    if (!late.defined()) {
+      late = at::zeros({bucket.numel}, grad.options().dtype(settings_.stage <= 1 ? at::kFloat : settings_.comm_dtype));
+    }
+    late.narrow(0, slot.offset - bucket.begin, slot.numel).add_(grad.reshape({-1}));
+    param.mutable_grad().reset();
+    return;
   }
   if (settings_.stage <= 1) {
     acc_.narrow(0, slot.offset, slot.numel).add_(grad.reshape({-1}));
@@ -142,12 +145,38 @@ void GradReducer::launch(int b) {
                         }});
 }
 
+void GradReducer::launch_late(int b) {
+  const Bucket& bucket = layout_.buckets()[b];
+  at::Tensor in = late_[b].scalar_type() == settings_.comm_dtype ? late_[b] : late_[b].to(settings_.comm_dtype);
+  late_[b] = at::Tensor();
+  if (settings_.pre_scale != 1.0) in.mul_(settings_.pre_scale);
+  const double post = settings_.post_scale;
+  if (settings_.stage == 0) {
+    at::Tensor region = acc_.narrow(0, bucket.begin, bucket.numel);
+    auto work = comm_->all_reduce_async(in, ReduceOp::kSum);
+    in_flight_.push_back({std::move(work), [region, in, post]() mutable { region.add_(in.to(at::kFloat), post); }});
+    return;
+  }
+  at::Tensor out = at::empty({bucket.chunk}, in.options());
+  at::Tensor dest = grad_shard_.narrow(0, bucket.shard_offset, bucket.chunk);
+  auto work = comm_->reduce_scatter_async(out, in, ReduceOp::kSum);
+  in_flight_.push_back({std::move(work), [in, out, dest, post]() mutable {
+                          dest.add_(out.to(at::kFloat), post);
+                          (void)in;
+                        }});
+}
+
 void GradReducer::end_backward() {
   std::lock_guard<std::mutex> lock(mu_);
   if (reduce_this_step_) {
     // Unused parameters never report: their buckets go now, in order, with zeros for them.
     const int n = static_cast<int>(layout_.buckets().size());
     while (next_launch_ < n) launch(next_launch_++);
+  }
+  while (!in_flight_.empty()) land_oldest();
+  // Late parts, bucket by bucket in order (the same buckets on every rank: the same graph ran everywhere).
+  for (size_t b = 0; b < late_.size(); ++b) {
+    if (late_[b].defined()) launch_late(static_cast<int>(b));
   }
   while (!in_flight_.empty()) land_oldest();
   next_launch_ = 0;

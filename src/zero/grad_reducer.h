@@ -15,7 +15,8 @@
 // oldest lands before a third is launched, so staging memory stays two buckets however large the model
 // (DeepSpeed's double buffering; on GPUs landing only makes the compute stream wait for that collective). A parameter may report more than once
 // in one backward (used in two activation-checkpointed segments: each recomputation is its own autograd pass);
-// the later parts are added, and one arriving after its bucket was launched is an error that says so.
+// the later parts are added, and parts arriving after their bucket was launched are collected per bucket and
+// reduced after backward, bucket by bucket in order.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -67,6 +68,7 @@ class GradReducer {
   void on_grad_ready(int param);
   void launch_ready_in_order();
   void launch(int bucket);
+  void launch_late(int bucket);
 
   const FlatLayout& layout_;
   std::vector<at::Tensor> params_;
@@ -83,6 +85,7 @@ class GradReducer {
   bool reduce_this_step_ = false;   // stage 0/1: boundary; stage 2: always
   std::vector<int> missing_;        // per bucket: parameters whose gradient has not arrived this micro-step
   std::vector<char> reported_;      // per parameter: its gradient arrived this micro-step
+  std::vector<at::Tensor> late_;    // per bucket: gradient parts that arrived after the bucket was launched
   int next_launch_ = 0;             // buckets [0, next_launch_) are launched
   struct InFlight {
     std::unique_ptr<CommWork> work;

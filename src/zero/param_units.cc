@@ -347,6 +347,19 @@ void ParamUnits::release_all() {
   }
 }
 
+void ParamUnits::with_unit_gathered(int u, const std::function<void()>& fn) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  acquire({u});
+  struct Release {
+    ParamUnits* self;
+    int u;
+    ~Release() {
+      if (--self->units_[u].uses == 0 && !self->units_[u].persistent) self->free(u);
+    }
+  } release{this, u};
+  fn();
+}
+
 void ParamUnits::broadcast_from(int root) {
   std::lock_guard<std::recursive_mutex> lock(mu_);
   at::NoGradGuard no_grad;

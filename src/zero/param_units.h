@@ -81,6 +81,8 @@ class ParamUnits {
   // full parameters.
   void acquire_all();
   void release_all();
+  // Runs fn with unit u gathered (a collective: every rank calls it for the same units in the same order).
+  void with_unit_gathered(int u, const std::function<void()>& fn);
   // While every unit is gathered: makes `root`'s full parameters everyone's and refreshes shard() from them.
   void broadcast_from(int root);
 

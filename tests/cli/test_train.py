@@ -17,3 +17,49 @@ def test_train_rejects_unknown_model(run, examples):
     proc = run("train", "--config", examples / "train_cpu.json", "--model", "gpt5", "--ranks", 1)
     assert proc.returncode == 1
     assert "gpt5" in proc.stderr and "llama-byte-small" in proc.stderr
+
+
+def read_safetensors(path):
+    """A minimal safetensors reader (the format: u64 header length, JSON header, raw data)."""
+    import json
+    import struct
+
+    import torch
+    blob = path.read_bytes()
+    (n,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8:8 + n])
+    header.pop("__metadata__", None)
+    dtypes = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
+    out = {}
+    for name, info in header.items():
+        begin, end = info["data_offsets"]
+        data = bytearray(blob[8 + n + begin:8 + n + end])
+        out[name] = torch.frombuffer(data, dtype=dtypes[info["dtype"]]).reshape(info["shape"])
+    return out
+
+
+def test_train_stage3_checkpointed_saves_hugging_face_weights(run, tmp_path):
+    config = ('{"train_micro_batch_size_per_gpu": 4, "gradient_accumulation_steps": 1, "bf16": {"enabled": true}, '
+              '"optimizer": {"type": "AdamW", "params": {"lr": 0.01}}, "zero_optimization": {"stage": 3, '
+              '"stage3_param_persistence_threshold": 1000, "stage3_gather_16bit_weights_on_model_save": true}}')
+    proc = run("train", "--config", config, "--model", "llama-byte-small", "--steps", 30, "--ranks", 2,
+               "--log-every", 15, "--device", "cpu", "--activation-checkpointing", "--save-model", tmp_path,
+               check_rc=0)
+    out = proc.stdout
+    assert "2 rank(s) on cpu, ZeRO stage 3, bf16" in out, out
+    losses = [float(m) for m in re.findall(r"\| loss ([0-9.]+) \|", out)]
+    assert len(losses) == 2 and losses[-1] < losses[0], out
+    weights = read_safetensors(tmp_path / "model.safetensors")
+    assert weights["model.embed_tokens.weight"].shape == (256, 128)
+    assert weights["lm_head.weight"].dtype.is_floating_point
+    assert len([k for k in weights if k.startswith("model.layers.")]) == 4 * 9  # 4 blocks x 9 tensors
+    assert all(bool(t.abs().sum() > 0) for t in weights.values())
+
+
+def test_train_stage3_save_without_gather_flag_fails_with_the_key(run, tmp_path):
+    config = ('{"train_micro_batch_size_per_gpu": 2, "optimizer": {"type": "SGD", "params": {"lr": 0.01}}, '
+              '"zero_optimization": {"stage": 3}}')
+    proc = run("train", "--config", config, "--model", "llama-tiny", "--steps", 1, "--ranks", 1,
+               "--device", "cpu", "--save-model", tmp_path)
+    assert proc.returncode == 1
+    assert "stage3_gather_16bit_weights_on_model_save" in proc.stderr

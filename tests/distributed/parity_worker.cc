@@ -6,7 +6,8 @@
 //                              [--models tiny,llama,gpt2] [--variants default,checkpoint,...]
 //
 // Models: "tiny" (below: tied, frozen and unused parameters; at stage 3 one unit gathered for forward and for
-// backward), "llama" and "gpt2" (the built-in llama-tiny and gpt2-tiny: at stage 3 a unit per block plus the
+// backward), "shared" (a Segmented module running one layer twice and tying its head to its embedding: a unit per
+// segment, and with checkpointing one parameter's gradient arrives in several recomputations), "llama" and "gpt2" (the built-in llama-tiny and gpt2-tiny: at stage 3 a unit per block plus the
 // embedding and head, prefetched; gpt2 ties the head to the embedding). Stage 3 runs with a persistence threshold
 // of 100 elements and a small prefetch bucket, so most parameters are partitioned and prefetch is bounded.
 //
@@ -38,6 +39,7 @@
 #include "zerotrain/comm.h"
 #include "zerotrain/engine.h"
 #include "zerotrain/models.h"
+#include "zerotrain/segmented.h"
 
 namespace {
 
@@ -73,6 +75,35 @@ struct TinyNetImpl : torch::nn::Module {
 };
 TORCH_MODULE(TinyNet);
 
+// A Segmented module with the patterns that stress stage 3 and activation checkpointing together: a layer run
+// twice in one forward (segments 1, 3, 2, 3), and a head tied to the embedding (segment 4 reads segment 0's weight).
+struct SharedNetImpl : torch::nn::Module, zerotrain::Segmented {
+  SharedNetImpl() {
+    embed = register_module("embed", torch::nn::Embedding(kVocab, kHidden));
+    for (int i = 0; i < 3; ++i) {
+      layers.push_back(register_module("layer" + std::to_string(i), torch::nn::Linear(kHidden, kHidden)));
+    }
+  }
+  at::Tensor forward(const at::Tensor& tokens, const at::Tensor& targets) {
+    at::Tensor h = run_segment(0, [this](const at::Tensor& t) { return embed->forward(t); }, tokens);
+    for (int64_t s : {1, 3, 2, 3}) {
+      torch::nn::LinearImpl* layer = layers[s - 1].get();
+      h = run_segment(s, [layer](const at::Tensor& x) { return x + at::gelu(layer->forward(x)); }, h);
+    }
+    at::Tensor logits = run_segment(4, [this](const at::Tensor& x) { return at::matmul(x, embed->weight.t()); }, h);
+    return at::cross_entropy_loss(logits.reshape({-1, kVocab}).to(at::kFloat), targets.reshape({-1}));
+  }
+  std::vector<std::vector<at::Tensor>> segment_parameters() const override {
+    std::vector<std::vector<at::Tensor>> out{{embed->weight}};
+    for (const auto& l : layers) out.push_back(l->parameters());
+    out.push_back({embed->weight});
+    return out;
+  }
+  bool checkpointable(int64_t index) const override { return index >= 1 && index <= 3; }
+  torch::nn::Embedding embed{nullptr};
+  std::vector<torch::nn::Linear> layers;
+};
+
 struct RunConfig {
   int stage;
   std::string precision;
@@ -83,7 +114,7 @@ struct RunConfig {
                           // "comm_fp32" (communication_data_type fp32), "no_overlap" (overlap_comm false),
                           // "checkpoint" (activation checkpointing of every block; built-in models),
                           // "no_prefetch" (stage3_prefetch_bucket_size 0, stage3_max_reuse_distance 0)
-  std::string model;      // "tiny", "llama" or "gpt2"
+  std::string model;      // "tiny", "shared", "llama" or "gpt2"
 };
 
 // A model and how a micro-step computes its loss from (tokens, targets).
@@ -91,16 +122,27 @@ struct Net {
   std::shared_ptr<torch::nn::Module> module;
   std::shared_ptr<TinyNetImpl> tiny;             // set for "tiny"
   std::shared_ptr<zerotrain::CausalLM> lm;      // set for the built-in models
+  std::shared_ptr<SharedNetImpl> shared;         // set for "shared"
+
+  at::Tensor loss(const at::Tensor& tokens, const at::Tensor& targets) const {
+    if (tiny) return tiny->forward(tokens, targets);
+    if (shared) return shared->forward(tokens, targets);
+    return lm->loss(tokens, targets);
+  }
 };
 
 Net make_net(const std::string& name) {
   if (name == "tiny") {
     auto m = std::make_shared<TinyNetImpl>();
-    return {m, m, nullptr};
+    return {m, m, nullptr, nullptr};
+  }
+  if (name == "shared") {
+    auto m = std::make_shared<SharedNetImpl>();
+    return {m, nullptr, nullptr, m};
   }
   if (name != "llama" && name != "gpt2") throw std::invalid_argument("--models: unknown model " + name);
   auto lm = zerotrain::make_model(zerotrain::model_spec(name == "llama" ? "llama-tiny" : "gpt2-tiny"));
-  return {lm, nullptr, lm};
+  return {lm, nullptr, lm, nullptr};
 }
 
 constexpr double kSgdLr = 0.1, kSgdMomentum = 0.9;
@@ -191,7 +233,7 @@ Reference run_reference(const RunConfig& rc, int steps, const at::Tensor& tokens
     for (size_t i = 0; i < acc.size(); ++i) acc[i] = at::zeros_like(master[i]);
     for (int m = 0; m < rc.gas; ++m) {
       const at::Tensor tok = tokens[s][m].to(device), tgt = targets[s][m].to(device);
-      at::Tensor loss = net.tiny ? net.tiny->forward(tok, tgt) : net.lm->loss(tok, tgt);
+      at::Tensor loss = net.loss(tok, tgt);
       ref.losses.push_back(loss.item<double>());
       (loss.to(at::kFloat) * (scaler.scale() / rc.gas)).backward();
       for (size_t i = 0; i < trainable.size(); ++i) {
@@ -230,8 +272,10 @@ Outcome run_engine(const RunConfig& rc, int steps, const at::Tensor& tokens, con
   opts.comm = comm;
   opts.device = device;
   opts.activation_checkpointing = rc.variant == "checkpoint";
-  auto engine = net.tiny ? zerotrain::initialize(net.tiny, ds_config(rc, comm->world_size()), opts)
-                         : zerotrain::initialize(net.lm, ds_config(rc, comm->world_size()), opts);
+  const std::string cfg = ds_config(rc, comm->world_size());
+  auto engine = net.tiny     ? zerotrain::initialize(net.tiny, cfg, opts)
+                : net.shared ? zerotrain::initialize(net.shared, cfg, opts)
+                             : zerotrain::initialize(net.lm, cfg, opts);
   Outcome out;
   const int r = comm->rank();
   size_t k = 0;
@@ -239,8 +283,8 @@ Outcome run_engine(const RunConfig& rc, int steps, const at::Tensor& tokens, con
     for (int m = 0; m < rc.gas; ++m) {
       at::Tensor tok = tokens[s][m].narrow(0, r * kMicroBatch, kMicroBatch).to(device);
       at::Tensor tgt = targets[s][m].narrow(0, r * kMicroBatch, kMicroBatch).to(device);
-      // The built-in models' loss runs forward through the engine's segment runner.
-      at::Tensor loss = net.tiny ? engine.forward(tok, tgt) : net.lm->loss(tok, tgt);
+      // Segmented models run through the engine's segment runner whichever way they are called.
+      at::Tensor loss = net.tiny ? engine.forward(tok, tgt) : net.loss(tok, tgt);
       engine.backward(loss);
       engine.step();
       at::Tensor l = loss.detach().to(at::kDouble).reshape({1});

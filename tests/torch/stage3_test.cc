@@ -5,13 +5,23 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <map>
 #include <vector>
 
+#include "checkpoint/safetensors.h"
 #include "zero/flat_layout.h"
 #include "zero/param_units.h"
 #include "zerotrain/engine.h"
 #include "zerotrain/models.h"
+#include "zerotrain/segmented.h"
+
+#include <torch/nn/modules/linear.h>
+#include <torch/serialize.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <iterator>
 
 namespace zerotrain {
 namespace {
@@ -244,6 +254,140 @@ TEST(Stage3Engine, GatheredParametersWithAModifierRankChangesWhatTrains) {
   auto model = make_model(model_spec("llama-tiny"));
   auto engine = initialize(model, config(3), single_rank());
   EXPECT_THROW(GatheredParameters(engine, 1), std::invalid_argument);
+}
+
+std::string temp_dir(const std::string& name) {
+  return ::testing::TempDir() + "zt_" + name + "_" + std::to_string(::getpid());
+}
+
+TEST(Stage3Engine, Save16BitModelGathersUnitByUnitWhenAsked) {
+  torch::manual_seed(0);
+  auto model = make_model(model_spec("gpt2-tiny"));  // tied head: saved once
+  const std::string cfg = R"({"train_micro_batch_size_per_gpu": 1, "bf16": {"enabled": true},
+      "optimizer": {"type": "AdamW", "params": {"lr": 1e-2}},
+      "zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": 0,
+                            "stage3_gather_16bit_weights_on_model_save": true}})";
+  auto engine = initialize(model, cfg, single_rank());
+  at::Tensor x = at::randint(256, {1, 9}, at::kLong);
+  engine.backward(model->loss(x.narrow(1, 0, 8), x.narrow(1, 1, 8)));
+  engine.step();
+  const std::string dir = temp_dir("save16");
+  ASSERT_TRUE(engine.save_16bit_model(dir, "model.safetensors"));
+  std::map<std::string, std::string> meta;
+  const auto saved = detail::read_safetensors(dir + "/model.safetensors", &meta);
+  EXPECT_EQ(meta["format"], "pt");
+  GatheredParameters full(engine);
+  const auto params = model->named_parameters();
+  EXPECT_EQ(saved.size(), params.size());
+  for (const auto& item : params) {
+    ASSERT_TRUE(saved.count(item.key())) << item.key();
+    EXPECT_EQ(saved.at(item.key()).scalar_type(), at::kBFloat16) << item.key();
+    EXPECT_TRUE(at::equal(saved.at(item.key()), item.value())) << item.key();
+  }
+  EXPECT_TRUE(saved.count("transformer.wte.weight"));
+  EXPECT_FALSE(saved.count("lm_head.weight"));
+  for (const auto& p : model->parameters()) EXPECT_TRUE(has_data(p));  // the scope above still holds them
+}
+
+TEST(Stage3Engine, Save16BitModelAtStage3WithoutTheGatherFlagWritesNothing) {
+  torch::manual_seed(0);
+  auto model = make_model(model_spec("llama-tiny"));
+  auto engine = initialize(model, config(3), single_rank());
+  const std::string dir = temp_dir("nosave");
+  EXPECT_FALSE(engine.save_16bit_model(dir));
+  EXPECT_FALSE(std::ifstream(dir + "/pytorch_model.bin").good());
+}
+
+TEST(Stage3Engine, Save16BitModelWritesATorchLoadablePickleByDefault) {
+  torch::manual_seed(0);
+  auto model = make_model(model_spec("llama-tiny"));
+  auto engine = initialize(model, config(2), single_rank());
+  const std::string dir = temp_dir("save16bin");
+  ASSERT_TRUE(engine.save_16bit_model(dir));
+  std::ifstream in(dir + "/pytorch_model.bin", std::ios::binary);
+  const std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto dict = torch::pickle_load(bytes).toGenericDict();
+  EXPECT_EQ(dict.size(), model->named_parameters().size());
+  for (const auto& item : model->named_parameters()) {
+    EXPECT_TRUE(at::equal(dict.at(item.key()).toTensor(), item.value())) << item.key();
+  }
+}
+
+TEST(Safetensors, BadFilesAreErrorsNamingTheFile) {
+  const std::string dir = temp_dir("bad");
+  std::filesystem::create_directories(dir);
+  const std::string good = dir + "/good.safetensors";
+  detail::write_safetensors(good, {{"a", at::arange(6, at::kFloat).view({2, 3})}});
+  EXPECT_TRUE(at::equal(detail::read_safetensors(good).at("a"), at::arange(6, at::kFloat).view({2, 3})));
+  std::ifstream in(good, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto expect_error = [&](const std::string& content, const std::string& what) {
+    const std::string path = dir + "/bad.safetensors";
+    std::ofstream(path, std::ios::binary) << content;
+    try {
+      detail::read_safetensors(path);
+      ADD_FAILURE() << "no error for " << what;
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+    }
+  };
+  expect_error(bytes.substr(0, bytes.size() - 4), "tensor \"a\"");  // truncated data
+  expect_error(bytes.substr(0, 5), "truncated");
+  expect_error(std::string("\x10\0\0\0\0\0\0\0{not json}      ", 24), "malformed safetensors header");
+  EXPECT_THROW(detail::read_safetensors(dir + "/missing.safetensors"), std::runtime_error);
+  EXPECT_THROW(detail::write_safetensors(good, {{"a", at::zeros({1})}, {"a", at::zeros({1})}}), std::invalid_argument);
+}
+
+// A user's C++ module that declares its segments: three layers, the last one reused after the first (shared).
+struct MlpStack : torch::nn::Module, Segmented {
+  MlpStack() {
+    for (int i = 0; i < 3; ++i) layers.push_back(register_module("l" + std::to_string(i), torch::nn::Linear(16, 16)));
+  }
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& y) {
+    at::Tensor h = x;
+    for (int64_t s : {0, 2, 1, 2}) {
+      torch::nn::LinearImpl* layer = layers[s].get();
+      h = run_segment(s, [layer](const at::Tensor& in) { return at::tanh(layer->forward(in)); }, h);
+    }
+    return (h - y).pow(2).mean();
+  }
+  std::vector<std::vector<at::Tensor>> segment_parameters() const override {
+    std::vector<std::vector<at::Tensor>> out;
+    for (const auto& l : layers) out.push_back(l->parameters());
+    return out;
+  }
+  std::vector<torch::nn::Linear> layers;
+};
+
+std::vector<double> train_mlp(int stage, bool checkpoint) {
+  torch::manual_seed(0);
+  auto model = std::make_shared<MlpStack>();
+  EngineOptions o = single_rank();
+  o.activation_checkpointing = checkpoint;
+  auto engine = initialize(model, config(stage), o);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(2);
+  std::vector<double> losses;
+  for (int s = 0; s < 4; ++s) {
+    at::Tensor loss = engine.forward(at::randn({4, 16}, gen), at::randn({4, 16}, gen));
+    if (stage == 3 && s == 0) {
+      for (const auto& p : model->parameters()) EXPECT_FALSE(has_data(p)) << "a unit per segment, freed after use";
+    }
+    engine.backward(loss);
+    engine.step();
+    losses.push_back(loss.item<double>());
+  }
+  return losses;
+}
+
+TEST(Stage3Engine, SegmentedUserModulesGetAUnitPerSegment) {
+  const auto want = train_mlp(0, false);
+  for (auto [stage, checkpoint] : {std::pair{3, false}, std::pair{3, true}, std::pair{0, true}}) {
+    const auto got = train_mlp(stage, checkpoint);
+    for (size_t i = 0; i < want.size(); ++i) {
+      EXPECT_NEAR(got[i], want[i], 1e-5 * want[i]) << "stage " << stage << " checkpoint " << checkpoint << " step " << i;
+    }
+  }
 }
 
 }  // namespace

@@ -34,6 +34,8 @@ struct TrainOptions {
   int64_t log_every = 0;       // 0: steps_per_print, else 10
   uint64_t seed = 1234;
   std::string device = "auto";  // auto, cpu or cuda
+  bool activation_checkpointing = false;
+  std::string save_model;       // directory for model.safetensors at the end ("" = none)
 };
 
 bool launched() {
@@ -88,6 +90,7 @@ int run_rank(const TrainOptions& o) {
   eopts.run.hidden_size = spec.hidden;
   if (o.micro_batch > 0) eopts.run.micro_batch_per_gpu = o.micro_batch;
   eopts.run.total_num_steps = o.steps;
+  eopts.activation_checkpointing = o.activation_checkpointing;
   auto engine = initialize(model, o.config, eopts);
 
   const ByteCorpus corpus(default_corpus_path());
@@ -145,6 +148,10 @@ int run_rank(const TrainOptions& o) {
     fmt::print("done: {} steps, {} samples, {} skipped\n", engine.global_steps(), engine.global_samples(),
                engine.skipped_steps());
   }
+  if (!o.save_model.empty()) {
+    if (!engine.save_16bit_model(o.save_model, "model.safetensors")) return 1;
+    if (lead) fmt::print("saved {}/model.safetensors\n", o.save_model);
+  }
   return 0;
 }
 
@@ -172,6 +179,11 @@ void add_train_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--device", o->device, "auto, cpu or cuda")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  cmd->add_flag("--activation-checkpointing", o->activation_checkpointing,
+                "Recompute each transformer block in backward instead of keeping its activations");
+  cmd->add_option("--save-model", o->save_model,
+                  "After training, write the 16-bit weights to DIR/model.safetensors (Hugging Face names; at ZeRO "
+                  "stage 3 needs zero_optimization.stage3_gather_16bit_weights_on_model_save)");
   cmd->callback([o, cmd, &exit_code] {
     if (!launched()) {
       const bool gpu = o->device != "cpu" && at::hasCUDA();
@@ -180,6 +192,10 @@ void add_train_command(CLI::App& app, int& exit_code) {
         std::vector<std::string> args;
         for (const auto& r : cmd->get_options()) {
           if (r->count() == 0 || r->get_name() == "--help") continue;
+          if (r->get_expected_min() == 0) {  // a flag
+            args.push_back(r->get_name());
+            continue;
+          }
           for (const auto& v : r->results()) args.insert(args.end(), {r->get_name(), v});
         }
         relaunch(args, gpu, ranks);
