@@ -47,7 +47,7 @@ done
 "$ZT" launch --no_local_rank build-gpu/tests/distributed/parity_worker --device cuda >"$OUT/parity.log" 2>&1
 grep PARITY "$OUT/parity.log" | tee -a "$LOG"
 note "parity ($NGPU GPUs, NCCL): $(grep -E '^[0-9]+ passed, [0-9]+ failed' "$OUT/parity.log" || echo 'no result line')"
-"$ZT" launch --no_local_rank build-gpu/tests/distributed/parity_worker --device cuda --models llama,gpt2 \
+"$ZT" launch --no_local_rank build-gpu/tests/distributed/parity_worker --device cuda --models llama,gpt2,shared \
   --variants default,checkpoint,no_prefetch --precisions fp32,bf16 >"$OUT/parity_models.log" 2>&1
 grep PARITY "$OUT/parity_models.log" | grep -v ': ok' | tee -a "$LOG"
 note "parity, built-in models, stages 0-3 ($NGPU GPUs, NCCL): $(grep -E '^[0-9]+ passed, [0-9]+ failed' "$OUT/parity_models.log" || echo 'no result line')"
