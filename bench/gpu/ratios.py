@@ -11,13 +11,14 @@ results = {}
 for line in sys.stdin:
     if "RESULT " not in line:
         continue
-    tag = "8b " if "RESULT 8b " in line else ""
-    r = json.loads(line.split("RESULT ", 1)[1].removeprefix("8b "))
-    results[tag + r["mode"]] = r
+    rest = line.split("RESULT ", 1)[1]
+    tag = rest[:rest.index("{")].strip()  # "8b", "big" or nothing
+    r = json.loads(rest[rest.index("{"):])
+    results[(tag + " " if tag else "") + r["mode"]] = r
 
 print(f"{'zerotrain':<22} {'tok/s/GPU':>10} {'peer':<20} {'tok/s/GPU':>10} {'speed':>7} {'mem GiB':>8} {'peer GiB':>8}")
 for key, r in results.items():
-    tag, mode = ("8b ", key[3:]) if key.startswith("8b ") else ("", key)
+    tag, mode = (key.split(" ", 1)[0] + " ", key.split(" ", 1)[1]) if " " in key else ("", key)
     if mode not in PEER:
         continue
     peer = results.get(tag + PEER[mode])

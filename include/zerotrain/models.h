@@ -89,7 +89,7 @@ class TransformerBlock : public torch::nn::Module {
 // A decoder-only language model: tokens -> next-token logits. Forward runs in segments (see segmented.h): 0 is the
 // embedding (input: the (B, S) tokens), 1 .. num_layers are the blocks (input and output (B, S, H) hidden states),
 // num_layers + 1 is the head (output: (B, S, V) logits); only the blocks are checkpointable.
-class CausalLM : public torch::nn::Module, public Segmented {
+class CausalLM : public torch::nn::Module, public Segmented, public DeferredInit {
  public:
   explicit CausalLM(ModelSpec spec);
 
@@ -113,6 +113,9 @@ class CausalLM : public torch::nn::Module, public Segmented {
   std::vector<std::vector<at::Tensor>> segment_parameters() const override;
   bool checkpointable(int64_t index) const override;
 
+  // make_model's initialization of one parameter (by its Hugging Face name), in place.
+  void init_parameter(const std::string& name, at::Tensor& param) const override;
+
   // The spec the model was built from.
   const ModelSpec& spec() const { return spec_; }
 
@@ -133,6 +136,13 @@ class CausalLM : public torch::nn::Module, public Segmented {
 // matrices and embeddings N(0, init_std), residual output projections N(0, init_std / sqrt(2 num_layers)) as
 // GPT-2 does, biases 0, norm weights 1. Throws std::invalid_argument on a bad spec.
 std::shared_ptr<CausalLM> make_model(const ModelSpec& spec);
+
+// Builds the model of `spec` without parameter data: every parameter has its shape and name but no storage, and the
+// host holds at most one block while building. Train it with a ZeRO stage-3 engine, which creates and initializes
+// each parameter on the device one unit at a time (make_model's distribution, drawn from the device's generator),
+// so that a model larger than any one process's memory can be built at all (DeepSpeed's zero.Init). Other stages
+// refuse it.
+std::shared_ptr<CausalLM> make_model_deferred(const ModelSpec& spec);
 
 // "gpt2" or "llama".
 std::string_view to_string(ModelFamily family);

@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -57,6 +58,17 @@ class Segmented {
 
  private:
   SegmentRunner runner_;
+};
+
+// A module that can compute its parameters' initial values itself. Such a module may be built without parameter
+// data (every parameter keeps its shape but holds no storage; see make_model_deferred): a stage-3 engine then
+// creates each parameter directly in its unit's buffer on the device and initializes it there, one unit at a time,
+// so no process ever holds the whole model (DeepSpeed's zero.Init). Rank 0's values are broadcast, as always.
+class DeferredInit {
+ public:
+  virtual ~DeferredInit() = default;
+  // Initializes parameter `name` (as named_parameters() names it) in place, on whatever device it lives.
+  virtual void init_parameter(const std::string& name, at::Tensor& param) const = 0;
 };
 
 }  // namespace zerotrain

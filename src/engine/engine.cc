@@ -19,6 +19,7 @@
 #include "zero/flat_layout.h"
 #include "zero/grad_reducer.h"
 #include "zero/param_units.h"
+#include "torch/storage.h"
 #include "zero/zero_optimizer.h"
 #include "zerotrain/dtype.h"
 #include "zerotrain/segmented.h"
@@ -161,12 +162,40 @@ Engine::Engine(std::shared_ptr<torch::nn::Module> model, torch::nn::AnyModule fo
   m.model = std::move(model);
   m.device = options.device.value_or(default_device(*m.comm));
   m.dtype = to_scalar_type(cfg.precision());
+  // A deferred model (parameters without data) is materialized on the device by the stage-3 units.
+  std::unordered_map<const void*, std::string> names;
+  for (const auto& item : m.model->named_parameters(/*recurse=*/true)) {
+    names.emplace(item.value().unsafeGetTensorImpl(), item.key());
+  }
+  auto initializer = std::dynamic_pointer_cast<DeferredInit>(m.model);
+  for (const auto& item : m.model->named_parameters(/*recurse=*/true)) {
+    if (!detail::holds_no_data(item.value())) continue;
+    if (stage != 3) {
+      throw std::invalid_argument("zerotrain::initialize: parameter " + item.key() +
+                                  " holds no data (a deferred model, e.g. make_model_deferred); such models are "
+                                  "materialized only by ZeRO stage 3, but zero_optimization.stage is " +
+                                  std::to_string(stage));
+    }
+    if (!initializer) {
+      throw std::invalid_argument("zerotrain::initialize: parameter " + item.key() +
+                                  " holds no data and the model cannot initialize it (it does not derive from "
+                                  "zerotrain::DeferredInit)");
+    }
+  }
   if (stage == 3) {
     // Only what stays replicated moves now; trainable parameters go to the device unit by unit (ParamUnits), so
     // a model that does not fit on one device can be built on the host and partitioned.
     at::NoGradGuard no_grad;
     auto move = [&](at::Tensor& t) {
-      if (t.defined()) t.set_data(t.to(m.device, t.is_floating_point() ? m.dtype : t.scalar_type()));
+      if (!t.defined()) return;
+      const auto dtype = t.is_floating_point() ? m.dtype : t.scalar_type();
+      if (detail::holds_no_data(t)) {  // a deferred frozen parameter: created and initialized here, replicated
+        at::Tensor value = at::empty(t.sizes(), t.options().device(m.device).dtype(dtype));
+        initializer->init_parameter(names.at(t.unsafeGetTensorImpl()), value);
+        t.set_data(value);
+        return;
+      }
+      t.set_data(t.to(m.device, dtype));
     };
     for (auto& p : m.model->parameters(/*recurse=*/true)) {
       if (!p.requires_grad()) move(p);
@@ -200,7 +229,9 @@ Engine::Engine(std::shared_ptr<torch::nn::Module> model, torch::nn::AnyModule fo
     m.units = std::make_unique<detail::ParamUnits>(
         *m.layout, m.params, plan.persistent, m.comm,
         detail::UnitSettings{z.prefetch_bucket_size, z.max_live_parameters, z.max_reuse_distance},
-        at::TensorOptions().device(m.device).dtype(m.dtype));
+        at::TensorOptions().device(m.device).dtype(m.dtype), [&](int p, at::Tensor& value) {
+          initializer->init_parameter(names.at(m.params[p].unsafeGetTensorImpl()), value);
+        });
     if (segmented && !plan.segment_units.empty()) {
       m.units->set_segments(plan.segment_units);
       const int64_t count = static_cast<int64_t>(plan.segment_units.size());

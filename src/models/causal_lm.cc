@@ -59,13 +59,17 @@ void CausalLM::add_block(std::shared_ptr<TransformerBlock> block) {
 std::shared_ptr<CausalLM> make_model(const ModelSpec& spec) {
   validate_model_spec(spec);
   std::shared_ptr<CausalLM> model =
-      spec.family == ModelFamily::kGpt2 ? detail::build_gpt2(spec) : detail::build_llama(spec);
-  // Outputs that add into the residual stream: their variance grows with depth, hence GPT-2's 1/sqrt(2 L).
-  detail::init_parameters(*model, spec, [](const std::string& name) {
-    return name.ends_with("attn.c_proj.weight") || name.ends_with("mlp.c_proj.weight") ||
-           name.ends_with("self_attn.o_proj.weight") || name.ends_with("mlp.down_proj.weight");
-  });
+      spec.family == ModelFamily::kGpt2 ? detail::build_gpt2(spec, false) : detail::build_llama(spec, false);
+  detail::init_parameters(*model, spec, detail::is_residual_projection);
   return model;
 }
 
+std::shared_ptr<CausalLM> make_model_deferred(const ModelSpec& spec) {
+  validate_model_spec(spec);
+  return spec.family == ModelFamily::kGpt2 ? detail::build_gpt2(spec, true) : detail::build_llama(spec, true);
+}
+
+void CausalLM::init_parameter(const std::string& name, at::Tensor& param) const {
+  detail::init_parameter(name, param, spec_);
+}
 }  // namespace zerotrain

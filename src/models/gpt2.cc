@@ -83,12 +83,19 @@ class Gpt2Block : public TransformerBlock {
 // Hugging Face's GPT2Model: the "transformer." prefix of every parameter name.
 class Gpt2Transformer : public torch::nn::Module {
  public:
-  explicit Gpt2Transformer(const ModelSpec& s) {
+  Gpt2Transformer(const ModelSpec& s, bool deferred) {
     wte = register_module("wte", torch::nn::Embedding(s.vocab, s.hidden));
+    release_parameters(*wte, deferred);
     wpe = register_module("wpe", torch::nn::Embedding(s.max_seq, s.hidden));
+    release_parameters(*wpe, deferred);
     h = register_module("h", torch::nn::ModuleList());
-    for (int64_t i = 0; i < s.num_layers; ++i) h->push_back(std::make_shared<Gpt2Block>(s));
+    for (int64_t i = 0; i < s.num_layers; ++i) {
+      auto block = std::make_shared<Gpt2Block>(s);
+      release_parameters(*block, deferred);  // one block at a time exists in memory
+      h->push_back(block);
+    }
     ln_f = register_module("ln_f", layer_norm(s));
+    release_parameters(*ln_f, deferred);
   }
 
   torch::nn::Embedding wte{nullptr};  // (V, H) token embedding, also the LM head when tied
@@ -99,10 +106,13 @@ class Gpt2Transformer : public torch::nn::Module {
 
 class Gpt2LM : public CausalLM {
  public:
-  explicit Gpt2LM(const ModelSpec& s) : CausalLM(s) {
-    transformer = register_module("transformer", std::make_shared<Gpt2Transformer>(s));
+  Gpt2LM(const ModelSpec& s, bool deferred) : CausalLM(s) {
+    transformer = register_module("transformer", std::make_shared<Gpt2Transformer>(s, deferred));
     for (const auto& block : *transformer->h) add_block(std::dynamic_pointer_cast<TransformerBlock>(block));
-    if (!s.tie_embeddings) lm_head = register_module("lm_head", linear_no_bias(s.hidden, s.vocab));
+    if (!s.tie_embeddings) {
+      lm_head = register_module("lm_head", linear_no_bias(s.hidden, s.vocab));
+      release_parameters(*lm_head, deferred);
+    }
   }
 
   at::Tensor embed(const at::Tensor& tokens) override {
@@ -135,6 +145,8 @@ class Gpt2LM : public CausalLM {
 
 }  // namespace
 
-std::shared_ptr<CausalLM> build_gpt2(const ModelSpec& spec) { return std::make_shared<Gpt2LM>(spec); }
+std::shared_ptr<CausalLM> build_gpt2(const ModelSpec& spec, bool deferred) {
+  return std::make_shared<Gpt2LM>(spec, deferred);
+}
 
 }  // namespace zerotrain::detail

@@ -1,5 +1,7 @@
 #include "models/layers.h"
 
+#include "torch/storage.h"
+
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <fmt/format.h>
@@ -112,21 +114,42 @@ at::Tensor merge_heads(const at::Tensor& x) {
   return x.transpose(1, 2).reshape({x.size(0), x.size(2), x.size(1) * x.size(3)});
 }
 
+void init_parameter(const std::string& name, at::Tensor& p, const ModelSpec& spec) {
+  at::NoGradGuard no_grad;
+  if (p.dim() >= 2) {
+    const double residual_std = spec.init_std / std::sqrt(2.0 * static_cast<double>(spec.num_layers));
+    p.normal_(0.0, is_residual_projection(name) ? residual_std : spec.init_std);
+  } else if (name.ends_with(".bias")) {
+    p.zero_();
+  } else {
+    p.fill_(1.0);
+  }
+}
+
 void init_parameters(torch::nn::Module& model, const ModelSpec& spec,
-                     const std::function<bool(const std::string& name)>& is_residual_projection) {
+                     const std::function<bool(const std::string& name)>& is_residual) {
   at::NoGradGuard no_grad;
   const double residual_std = spec.init_std / std::sqrt(2.0 * static_cast<double>(spec.num_layers));
   for (auto& item : model.named_parameters(/*recurse=*/true)) {
     const std::string& name = item.key();
     at::Tensor& p = item.value();
     if (p.dim() >= 2) {
-      p.normal_(0.0, is_residual_projection(name) ? residual_std : spec.init_std);
-    } else if (name.ends_with(".bias")) {
-      p.zero_();
+      p.normal_(0.0, is_residual(name) ? residual_std : spec.init_std);
     } else {
-      p.fill_(1.0);
+      init_parameter(name, p, spec);
     }
   }
+}
+
+bool is_residual_projection(const std::string& name) {
+  // Outputs that add into the residual stream: their variance grows with depth, hence GPT-2's 1/sqrt(2 L).
+  return name.ends_with("attn.c_proj.weight") || name.ends_with("mlp.c_proj.weight") ||
+         name.ends_with("self_attn.o_proj.weight") || name.ends_with("mlp.down_proj.weight");
+}
+
+void release_parameters(torch::nn::Module& module, bool deferred) {
+  if (!deferred) return;
+  for (auto& p : module.parameters(/*recurse=*/true)) resize_storage(p, 0);
 }
 
 void check_tokens(const at::Tensor& tokens, const ModelSpec& spec) {

@@ -66,7 +66,17 @@ void init_parameters(torch::nn::Module& model, const ModelSpec& spec,
 void check_tokens(const at::Tensor& tokens, const ModelSpec& spec);
 
 // The model of each family (gpt2.cc, llama.cc), with LibTorch's default initialization (make_model replaces it).
-std::shared_ptr<CausalLM> build_gpt2(const ModelSpec& spec);
-std::shared_ptr<CausalLM> build_llama(const ModelSpec& spec);
+// `deferred`: every parameter's storage is released as soon as its module is built (make_model_deferred).
+std::shared_ptr<CausalLM> build_gpt2(const ModelSpec& spec, bool deferred);
+std::shared_ptr<CausalLM> build_llama(const ModelSpec& spec, bool deferred);
+
+// When `deferred`, releases the storage of every parameter of `module` (shapes stay; see torch/storage.h).
+void release_parameters(torch::nn::Module& module, bool deferred);
+
+// Whether `name` is an output projection that adds into the residual stream (initialized with std / sqrt(2 L)).
+bool is_residual_projection(const std::string& name);
+
+// Initializes one parameter in place by the rule of init_parameters.
+void init_parameter(const std::string& name, at::Tensor& p, const ModelSpec& spec);
 
 }  // namespace zerotrain::detail

@@ -89,11 +89,17 @@ class LlamaBlock : public TransformerBlock {
 // Hugging Face's LlamaModel: the "model." prefix of every parameter name but the LM head's.
 class LlamaModel : public torch::nn::Module {
  public:
-  explicit LlamaModel(const ModelSpec& s) {
+  LlamaModel(const ModelSpec& s, bool deferred) {
     embed_tokens = register_module("embed_tokens", torch::nn::Embedding(s.vocab, s.hidden));
+    release_parameters(*embed_tokens, deferred);
     layers = register_module("layers", torch::nn::ModuleList());
-    for (int64_t i = 0; i < s.num_layers; ++i) layers->push_back(std::make_shared<LlamaBlock>(s));
+    for (int64_t i = 0; i < s.num_layers; ++i) {
+      auto block = std::make_shared<LlamaBlock>(s);
+      release_parameters(*block, deferred);  // one block at a time exists in memory
+      layers->push_back(block);
+    }
     norm = register_module("norm", std::make_shared<RMSNorm>(s.hidden, s.norm_eps));
+    release_parameters(*norm, deferred);
   }
 
   torch::nn::Embedding embed_tokens{nullptr};  // (V, H)
@@ -103,10 +109,13 @@ class LlamaModel : public torch::nn::Module {
 
 class LlamaLM : public CausalLM {
  public:
-  explicit LlamaLM(const ModelSpec& s) : CausalLM(s) {
-    model = register_module("model", std::make_shared<LlamaModel>(s));
+  LlamaLM(const ModelSpec& s, bool deferred) : CausalLM(s) {
+    model = register_module("model", std::make_shared<LlamaModel>(s, deferred));
     for (const auto& block : *model->layers) add_block(std::dynamic_pointer_cast<TransformerBlock>(block));
-    if (!s.tie_embeddings) lm_head = register_module("lm_head", linear(s.hidden, s.vocab));
+    if (!s.tie_embeddings) {
+      lm_head = register_module("lm_head", linear(s.hidden, s.vocab));
+      release_parameters(*lm_head, deferred);
+    }
   }
 
   at::Tensor embed(const at::Tensor& tokens) override {
@@ -131,6 +140,8 @@ class LlamaLM : public CausalLM {
 
 }  // namespace
 
-std::shared_ptr<CausalLM> build_llama(const ModelSpec& spec) { return std::make_shared<LlamaLM>(spec); }
+std::shared_ptr<CausalLM> build_llama(const ModelSpec& spec, bool deferred) {
+  return std::make_shared<LlamaLM>(spec, deferred);
+}
 
 }  // namespace zerotrain::detail

@@ -1,6 +1,7 @@
 #include "zero/param_units.h"
 
-#include <c10/core/DeviceGuard.h>
+#include "torch/storage.h"
+
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/autograd/function.h>
@@ -10,20 +11,6 @@
 
 namespace zerotrain::detail {
 namespace {
-
-// Gives `t`'s storage `nbytes` fresh bytes (contents undefined) or none: the parameters viewing it keep their
-// sizes and strides, only the data goes away and comes back.
-void resize_storage(const at::Tensor& t, size_t nbytes) {
-  c10::StorageImpl* s = t.storage().unsafeGetStorageImpl();
-  const c10::Device device = t.device();
-  if (nbytes == 0) {
-    s->set_data_ptr_noswap(at::DataPtr(nullptr, device));
-  } else {
-    c10::DeviceGuard guard(device);
-    s->set_data_ptr_noswap(s->allocator()->allocate(nbytes));
-  }
-  s->set_nbytes(nbytes);
-}
 
 // The backward of a checkpointed segment: recompute, then backpropagate through the recomputation.
 class RecomputeBackward final : public torch::autograd::Node {
@@ -104,7 +91,8 @@ at::Tensor checkpoint_segment(SegmentFunction fn, const at::Tensor& input, std::
 }
 
 ParamUnits::ParamUnits(const FlatLayout& layout, std::vector<at::Tensor> params, std::vector<bool> persistent,
-                       std::shared_ptr<Comm> comm, UnitSettings settings, at::TensorOptions options)
+                       std::shared_ptr<Comm> comm, UnitSettings settings, at::TensorOptions options,
+                       const std::function<void(int param, at::Tensor& value)>& materialize)
     : layout_(layout), params_(std::move(params)), comm_(std::move(comm)), settings_(settings) {
   TORCH_INTERNAL_ASSERT(params_.size() == layout_.slots().size());
   TORCH_INTERNAL_ASSERT(persistent.size() == layout_.groups().size());
@@ -127,9 +115,13 @@ ParamUnits::ParamUnits(const FlatLayout& layout, std::vector<at::Tensor> params,
     for (int b = unit.first_bucket; b < unit.end_bucket; ++b) {
       for (int p : layout_.buckets()[b].params) {
         const ParamSlot& slot = layout_.slots()[p];
-        at::Tensor view = unit.full.narrow(0, slot.offset - unit.begin, slot.numel);
-        view.copy_(params_[p].reshape({-1}));
-        params_[p].set_data(view.view(params_[p].sizes()));
+        at::Tensor view = unit.full.narrow(0, slot.offset - unit.begin, slot.numel).view(params_[p].sizes());
+        if (materialize && holds_no_data(params_[p])) {
+          materialize(p, view);
+        } else {
+          view.copy_(params_[p]);
+        }
+        params_[p].set_data(view);
       }
     }
     comm_->broadcast(unit.writer, 0);  // rank 0's values win, as at every stage

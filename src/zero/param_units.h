@@ -61,9 +61,11 @@ class ParamUnits {
   // device and dtype. Unit by unit, makes every parameter a view into its unit's buffer (copying and casting its
   // values there), broadcasts rank 0's values, keeps this rank's chunks and frees the unit unless persistent: the
   // device never holds more than one unit beyond the shards, so a model built on the host that does not fit on
-  // one device can be partitioned over several.
+  // one device can be partitioned over several. A parameter that holds no data (a deferred model's) is created
+  // in place by materialize(param index, its full-size value on the device) instead.
   ParamUnits(const FlatLayout& layout, std::vector<at::Tensor> params, std::vector<bool> persistent,
-             std::shared_ptr<Comm> comm, UnitSettings settings, at::TensorOptions options);
+             std::shared_ptr<Comm> comm, UnitSettings settings, at::TensorOptions options,
+             const std::function<void(int param, at::Tensor& value)>& materialize = {});
   ~ParamUnits();
   ParamUnits(const ParamUnits&) = delete;
   ParamUnits& operator=(const ParamUnits&) = delete;

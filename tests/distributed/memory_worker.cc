@@ -9,6 +9,8 @@
 // ranks a rank holds 16/4 bytes per parameter (105 MB) plus one gathered block and the activations, and the model
 // itself is built (105 MB) before the engine partitions it: inside the budget, with stage 3 set to keep few
 // parameters gathered (one block prefetched, at most 10M elements live, nothing kept for reuse).
+// With --deferred 1 the model is built without parameter data (make_model_deferred) and materialized unit by unit
+// on the ranks, so not even the 105 MB of the whole model is ever needed: a smaller budget suffices.
 // Run with MALLOC_MMAP_THRESHOLD_=65536 so that freed tensors go back to the system at once (glibc otherwise keeps
 // freed heap memory, which still counts against the cap).
 // Prints "MEMORY ... trained" on success, "MEMORY ... out of memory: <message>" and exits 1 on failure.
@@ -41,12 +43,14 @@ int64_t status_kb(const std::string& field) {
 int main(int argc, char** argv) {
   int stage = 3;
   int64_t budget_mb = 320;
+  bool deferred = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i], v = argv[i + 1];
     if (a == "--stage") stage = std::stoi(v);
     else if (a == "--budget-mb") budget_mb = std::stoll(v);
+    else if (a == "--deferred") deferred = v == "1";
     else {
-      std::fprintf(stderr, "unknown argument %s (allowed: --stage --budget-mb)\n", a.c_str());
+      std::fprintf(stderr, "unknown argument %s (allowed: --stage --budget-mb --deferred 0|1)\n", a.c_str());
       return 2;
     }
   }
@@ -75,7 +79,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string what = "MEMORY stage=" + std::to_string(stage) + " world=" + std::to_string(world) +
-                           " params=" + std::to_string(n) + " budget_mb=" + std::to_string(budget_mb);
+                           " params=" + std::to_string(n) + " budget_mb=" + std::to_string(budget_mb) +
+                           (deferred ? " deferred" : "");
   // ZT_MEMORY_TRACE=1 prints this rank's resident and peak memory along the way.
   auto trace = [rank, on = std::getenv("ZT_MEMORY_TRACE") != nullptr](const char* where) {
     if (on) {
@@ -85,7 +90,7 @@ int main(int argc, char** argv) {
   };
   try {
     torch::manual_seed(0);
-    auto model = zerotrain::make_model(spec);
+    auto model = deferred ? zerotrain::make_model_deferred(spec) : zerotrain::make_model(spec);
     const std::string config = R"({"train_micro_batch_size_per_gpu": 1, "optimizer": {"type": "AdamW",
         "params": {"lr": 1e-3}}, "zero_optimization": {"stage": )" + std::to_string(stage) +
                                R"(, "stage3_prefetch_bucket_size": 4000000, "stage3_max_live_parameters": 10000000,

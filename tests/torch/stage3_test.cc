@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <cmath>
 #include <map>
 #include <vector>
 
@@ -337,6 +338,45 @@ TEST(Safetensors, BadFilesAreErrorsNamingTheFile) {
   expect_error(std::string("\x10\0\0\0\0\0\0\0{not json}      ", 24), "malformed safetensors header");
   EXPECT_THROW(detail::read_safetensors(dir + "/missing.safetensors"), std::runtime_error);
   EXPECT_THROW(detail::write_safetensors(good, {{"a", at::zeros({1})}, {"a", at::zeros({1})}}), std::invalid_argument);
+}
+
+TEST(Stage3Engine, ADeferredModelIsMaterializedUnitByUnitAndTrains) {
+  torch::manual_seed(0);
+  auto model = make_model_deferred(model_spec("llama-tiny"));
+  for (const auto& p : model->parameters()) EXPECT_FALSE(has_data(p)) << "built without data";
+  auto engine = initialize(model, config(3), single_rank());
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(5);
+  std::vector<double> losses;
+  for (int s = 0; s < 8; ++s) {
+    at::Tensor x = at::randint(16, {2, 17}, gen, at::kLong);  // a small alphabet: learnable in a few steps
+    at::Tensor loss = model->loss(x.narrow(1, 0, 16), x.narrow(1, 1, 16));
+    engine.backward(loss);
+    engine.step();
+    losses.push_back(loss.item<double>());
+  }
+  EXPECT_NEAR(losses.front(), std::log(256.0), 0.5) << "initialized like make_model: near-uniform predictions";
+  EXPECT_LT(losses.back(), losses.front() - 0.5);
+  torch::manual_seed(0);
+  auto reference = make_model(model_spec("llama-tiny"));
+  const auto want = reference->named_parameters();
+  GatheredParameters full(engine);
+  EXPECT_TRUE(at::all(model->named_parameters()["model.norm.weight"] != 0).item<bool>());
+  // Before training the distributions matched make_model's: compare the embedding's spread loosely (8 steps moved it
+  // by about 8 lr = 0.08 at most per element).
+  const double std_got = model->named_parameters()["model.embed_tokens.weight"].std().item<double>();
+  const double std_want = want["model.embed_tokens.weight"].std().item<double>();
+  EXPECT_NEAR(std_got, std_want, 0.5 * std_want + 0.08);
+}
+
+TEST(Stage3Engine, ADeferredModelBelowStage3IsAnErrorNamingTheParameterAndStage) {
+  auto model = make_model_deferred(model_spec("llama-tiny"));
+  try {
+    initialize(model, config(2), single_rank());
+    ADD_FAILURE() << "no error";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("model.embed_tokens.weight holds no data"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("zero_optimization.stage is 2"), std::string::npos) << e.what();
+  }
 }
 
 // A user's C++ module that declares its segments: three layers, the last one reused after the first (shared).
