@@ -36,7 +36,8 @@ void sync(const c10::Device& d) {
 int main(int argc, char** argv) {
   std::string model_name = "llama-1.1b", precision = "bf16";
   int stage = 2, steps = 12, warmup = 4;
-  bool ckpt = false;
+  bool ckpt = false, deferred = false;
+  std::string attention = "default";
   int64_t layers = 0, hidden = 0, heads = 0, kv_heads = 0, ffn = 0, vocab = 0;  // 0: the preset's
   int64_t seq = 2048, mb = 4;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -49,6 +50,8 @@ int main(int argc, char** argv) {
     else if (a == "--mb") mb = std::stoll(v);
     else if (a == "--precision") precision = v;
     else if (a == "--ckpt") ckpt = v == "1" || v == "true";
+    else if (a == "--deferred") deferred = v == "1" || v == "true";
+    else if (a == "--attention") attention = v;
     else if (a == "--layers") layers = std::stoll(v);
     else if (a == "--hidden") hidden = std::stoll(v);
     else if (a == "--heads") heads = std::stoll(v);
@@ -57,7 +60,7 @@ int main(int argc, char** argv) {
     else if (a == "--vocab") vocab = std::stoll(v);
     else {
       fmt::print(stderr, "train_bench: unknown argument {} (allowed: --model --stage --steps --warmup --seq --mb "
-                         "--precision --ckpt 0|1, and --layers --hidden --heads --kv-heads --ffn --vocab to change "
+                         "--precision --ckpt 0|1 --deferred 0|1 --attention default|cudnn|fa3, and --layers --hidden --heads --kv-heads --ffn --vocab to change "
                          "the preset's shape)\n", a);
       return 2;
     }
@@ -74,8 +77,20 @@ int main(int argc, char** argv) {
     if (value > 0) *field = value;
   }
   zerotrain::validate_model_spec(spec);
+  if (attention == "cudnn") {
+    using B = at::SDPBackend;
+    at::globalContext().setSDPPriorityOrder(
+        {static_cast<int64_t>(B::cudnn_attention), static_cast<int64_t>(B::flash_attention),
+         static_cast<int64_t>(B::efficient_attention), static_cast<int64_t>(B::math),
+         static_cast<int64_t>(B::overrideable)});
+  } else if (attention == "fa3") {
+    at::globalContext().setSDPUseFA3(true);
+  } else if (attention != "default") {
+    fmt::print(stderr, "train_bench: --attention {}: allowed default, cudnn, fa3\n", attention);
+    return 2;
+  }
   torch::manual_seed(0);
-  auto model = zerotrain::make_model(spec);
+  auto model = deferred ? zerotrain::make_model_deferred(spec) : zerotrain::make_model(spec);
   const std::string config = fmt::format(
       R"({{"train_micro_batch_size_per_gpu": {}, "gradient_accumulation_steps": 1,
           "optimizer": {{"type": "AdamW", "params": {{"lr": 1e-4}}}}, "gradient_clipping": 1.0,
@@ -129,11 +144,11 @@ int main(int argc, char** argv) {
   at::Tensor peak = at::tensor({static_cast<double>(run_peak)}, at::kDouble).to(device);
   comm->all_reduce(peak, zerotrain::ReduceOp::kMax);
   if (comm->rank() == 0) {
-    fmt::print("RESULT {{\"mode\": \"zerotrain_stage{}\", \"world\": {}, \"params_M\": {:.1f}, \"seq\": {}, \"mb\": {}, "
+    fmt::print("RESULT {{\"mode\": \"zerotrain_stage{}{}\", \"world\": {}, \"params_M\": {:.1f}, \"seq\": {}, \"mb\": {}, "
                "\"ckpt\": {}, \"precision\": \"{}\", \"step_s\": {:.4f}, \"tok_s_per_gpu\": {:.0f}, \"tflops_per_gpu\": {:.1f}, "
                "\"peak_mem_GiB_max_rank\": {:.2f}, \"loss_first\": {:.3f}, \"loss_last\": {:.3f}, "
                "\"rank0_peak_GiB_by_phase\": {{{}}}}}\n",
-               stage, comm->world_size(), n / 1e6, seq, mb, ckpt, precision, med, tok_s, flops_tok * tok_s / 1e12,
+               stage, attention == "default" ? "" : "_" + attention, comm->world_size(), n / 1e6, seq, mb, ckpt, precision, med, tok_s, flops_tok * tok_s / 1e12,
                peak.item<double>() / 1073741824.0, first_loss, last_loss, phases);
   }
   return 0;

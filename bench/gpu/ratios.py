@@ -5,7 +5,7 @@ import json
 import sys
 
 PEER = {"zerotrain_stage0": "ddp", "zerotrain_stage1": "zero1", "zerotrain_stage2": "fsdp2_noreshard",
-        "zerotrain_stage3": "fsdp2"}
+        "zerotrain_stage3": "fsdp2", "zerotrain_stage3_cudnn": "fsdp2_cudnn", "zerotrain_stage3_fa3": "fsdp2"}
 
 results = {}
 for line in sys.stdin:

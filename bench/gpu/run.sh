@@ -31,7 +31,7 @@ t0=$(date +%s)
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$DEPS/usr" \
   -DTORCH_CUDA_ARCH_LIST=9.0 -DCMAKE_CUDA_ARCHITECTURES=90 >"$OUT/cmake.log" 2>&1 || { tail -40 "$OUT/cmake.log"; exit 1; }
 TESTS="shard_optimizer_test shard_optimizer_kernels_test engine_test flat_layout_test loss_scaler_test lr_schedule_test models_test data_test stage3_test"
-cmake --build build-gpu -j "$(nproc)" --target zerotrain_cli parity_worker train_bench $TESTS >"$OUT/build.log" 2>&1 \
+cmake --build build-gpu -j "$(nproc)" --target zerotrain_cli parity_worker train_bench attention_bench $TESTS >"$OUT/build.log" 2>&1 \
   || { grep -E "error|Error" "$OUT/build.log" | head -40; exit 1; }
 note "build: $(( $(date +%s) - t0 )) s"
 
@@ -74,13 +74,21 @@ if [ "${ZT_BENCH_8B:-0}" = 1 ]; then
   STEPS="${ZT_STEPS:-10}"
   SHAPE8="--layers 32 --hidden 4096 --heads 32 --kv_heads 8 --ffn 14336 --vocab 128256 --seq 8192 --mb 2 --ckpt"
   if [ "${ZT_PEERS:-1}" = 1 ]; then
-    $PY -m torch.distributed.run --standalone --nproc_per_node "$NGPU" bench/peers/train_anchor.py --mode fsdp2 $SHAPE8 \
-      --steps "$STEPS" >"$OUT/peer_fsdp2_8b.log" 2>&1
-    note "$(grep RESULT "$OUT/peer_fsdp2_8b.log" | sed 's/RESULT /RESULT 8b /' || echo "peer fsdp2 8b: failed: $(tail -2 "$OUT/peer_fsdp2_8b.log")")"
+    for attn in ${ZT_ATTN_LIST:-default}; do
+      [ "$attn" = fa3 ] && continue  # the HF peer has no FA3 switch
+      $PY -m torch.distributed.run --standalone --nproc_per_node "$NGPU" bench/peers/train_anchor.py --mode fsdp2 \
+        $SHAPE8 --sdpa "$attn" --steps "$STEPS" >"$OUT/peer_fsdp2_8b_$attn.log" 2>&1
+      note "$(grep RESULT "$OUT/peer_fsdp2_8b_$attn.log" | sed 's/RESULT /RESULT 8b /' || echo "peer fsdp2 8b ($attn): failed: $(tail -2 "$OUT/peer_fsdp2_8b_$attn.log")")"
+    done
   fi
-  "$ZT" launch --no_local_rank build-gpu/bench/train_bench --model llama-3-8b --stage 3 --seq 8192 --mb 2 --ckpt 1 \
-    --steps "$STEPS" >"$OUT/zt_8b_stage3.log" 2>&1
-  note "$(grep RESULT "$OUT/zt_8b_stage3.log" | sed 's/RESULT /RESULT 8b /' || echo "zerotrain 8b stage 3: failed: $(tail -3 "$OUT/zt_8b_stage3.log")")"
+  build-gpu/bench/attention_bench >"$OUT/attention.log" 2>&1
+  grep ATTN "$OUT/attention.log" | tee -a "$LOG"
+  # ZT_ATTN_LIST: SDPA backends to train with (default, cudnn, fa3); the model is built deferred (on the GPUs).
+  for attn in ${ZT_ATTN_LIST:-default}; do
+    "$ZT" launch --no_local_rank build-gpu/bench/train_bench --model llama-3-8b --stage 3 --seq 8192 --mb 2 --ckpt 1 \
+      --deferred 1 --attention "$attn" --steps "$STEPS" >"$OUT/zt_8b_stage3_$attn.log" 2>&1
+    note "$(grep RESULT "$OUT/zt_8b_stage3_$attn.log" | sed 's/RESULT /RESULT 8b /' || echo "zerotrain 8b stage 3 ($attn): failed: $(tail -3 "$OUT/zt_8b_stage3_$attn.log")")"
+  done
 fi
 
 if [ "${ZT_BIG:-0}" = 1 ]; then
