@@ -74,6 +74,19 @@ class Engine {
   // std::runtime_error naming the file on I/O errors; the file is replaced atomically.
   bool save_16bit_model(const std::string& save_dir, const std::string& save_filename = "pytorch_model.bin");
 
+  // DeepSpeed's save_checkpoint: writes the training state - fp32 master weights, optimizer state, loss scaler,
+  // step and sample counters, generator states and `client_state` (a JSON object, returned by load_checkpoint) -
+  // to save_dir/tag (tag "" = "global_step<N>") and points save_dir/latest at it. Every rank must call it, on a
+  // gradient-accumulation boundary. Atomic: a process killed during a save leaves the previous checkpoint and
+  // `latest` intact. Layout: [Note: checkpoint layout] in src/checkpoint/checkpoint.h. Returns the directory.
+  std::string save_checkpoint(const std::string& save_dir, const std::string& tag = "",
+                              const std::string& client_state = "{}");
+  // Loads load_dir/tag (tag "" = the one `latest` names), saved at any world size and ZeRO stage, into this engine
+  // (same model and optimizer state kind); training continues exactly where it stopped (bit-identically at the same
+  // world size and stage). Returns the saved client_state. Throws std::runtime_error naming the file and the
+  // problem. Every rank must call it.
+  std::string load_checkpoint(const std::string& load_dir, const std::string& tag = "");
+
   std::optional<double> get_global_grad_norm() const;  // unscaled, before clipping, of the last optimizer step
   double get_lr() const;                               // learning rate of the next optimizer step
   double loss_scale() const;                           // current fp16 loss scale (1 otherwise)
@@ -92,6 +105,7 @@ class Engine {
 
  private:
   friend class GatheredParameters;
+  friend struct EngineAccess;
   // Stage 3 with a module that is one unit: gathered for the duration of forward.
   struct ForwardScope {
     explicit ForwardScope(Engine& e) : engine(e) { engine.begin_forward(); }

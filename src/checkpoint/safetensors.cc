@@ -134,18 +134,19 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
   });
 }
 
-std::map<std::string, at::Tensor> read_safetensors(const std::string& path,
-                                                   std::map<std::string, std::string>* metadata) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) throw std::runtime_error(path + ": cannot open");
+SafetensorsReader::SafetensorsReader(std::string path) : path_(std::move(path)) {
+  std::ifstream in(path_, std::ios::binary | std::ios::ate);
+  if (!in) throw std::runtime_error(path_ + ": cannot open");
   const uint64_t size = static_cast<uint64_t>(in.tellg());
   in.seekg(0);
   unsigned char len[8];
-  if (size < 8 || !in.read(reinterpret_cast<char*>(len), 8)) throw std::runtime_error(path + ": truncated (no header)");
+  if (size < 8 || !in.read(reinterpret_cast<char*>(len), 8)) {
+    throw std::runtime_error(path_ + ": truncated (no header)");
+  }
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | len[i];
   if (n > size - 8) {
-    throw std::runtime_error(path + ": header of " + std::to_string(n) + " bytes does not fit in a file of " +
+    throw std::runtime_error(path_ + ": header of " + std::to_string(n) + " bytes does not fit in a file of " +
                              std::to_string(size) + " bytes (truncated or not a safetensors file)");
   }
   std::string text(n, '\0');
@@ -154,41 +155,74 @@ std::map<std::string, at::Tensor> read_safetensors(const std::string& path,
   try {
     header = nlohmann::json::parse(text);
   } catch (const std::exception& e) {
-    throw std::runtime_error(path + ": malformed safetensors header: " + e.what());
+    throw std::runtime_error(path_ + ": malformed safetensors header: " + e.what());
   }
-  if (!header.is_object()) throw std::runtime_error(path + ": malformed safetensors header: not a JSON object");
-  const uint64_t data_begin = 8 + n, data_size = size - data_begin;
-  std::map<std::string, at::Tensor> out;
+  if (!header.is_object()) throw std::runtime_error(path_ + ": malformed safetensors header: not a JSON object");
+  data_begin_ = 8 + n;
+  const uint64_t data_size = size - data_begin_;
   for (const auto& [name, info] : header.items()) {
     if (name == "__metadata__") {
-      if (metadata != nullptr && info.is_object()) {
-        for (const auto& [k, v] : info.items()) (*metadata)[k] = v.is_string() ? v.get<std::string>() : v.dump();
+      if (info.is_object()) {
+        for (const auto& [k, v] : info.items()) metadata_[k] = v.is_string() ? v.get<std::string>() : v.dump();
       }
       continue;
     }
     try {
-      const at::ScalarType dtype = dtype_of(info.at("dtype").get<std::string>(), path);
-      const auto shape = info.at("shape").get<std::vector<int64_t>>();
+      Entry e;
+      e.dtype = dtype_of(info.at("dtype").get<std::string>(), path_);
+      e.shape = info.at("shape").get<std::vector<int64_t>>();
       const auto range = info.at("data_offsets").get<std::vector<uint64_t>>();
-      at::Tensor t = at::empty(shape, at::TensorOptions().dtype(dtype));
-      const uint64_t bytes = static_cast<uint64_t>(t.numel()) * t.element_size();
+      int64_t numel = 1;
+      for (int64_t d : e.shape) numel *= d;
+      const uint64_t bytes = static_cast<uint64_t>(numel) * c10::elementSize(e.dtype);
       if (range.size() != 2 || range[1] < range[0] || range[1] > data_size || range[1] - range[0] != bytes) {
         throw std::runtime_error("byte range outside the file's " + std::to_string(data_size) +
                                  " data bytes or not matching its shape");
       }
-      in.seekg(static_cast<std::streamoff>(data_begin + range[0]));
-      if (!in.read(static_cast<char*>(t.data_ptr()), static_cast<std::streamsize>(bytes))) {
-        throw std::runtime_error("truncated data");
-      }
-      out.emplace(name, std::move(t));
-    } catch (const nlohmann::json::exception& e) {
-      throw std::runtime_error(path + ": tensor \"" + name + "\": malformed entry: " + e.what());
-    } catch (const std::runtime_error& e) {
-      const std::string what = e.what();
-      if (what.rfind(path, 0) == 0) throw;
-      throw std::runtime_error(path + ": tensor \"" + name + "\": " + what);
+      e.begin = range[0];
+      e.end = range[1];
+      entries_.emplace(name, std::move(e));
+    } catch (const nlohmann::json::exception& ex) {
+      throw std::runtime_error(path_ + ": tensor \"" + name + "\": malformed entry: " + ex.what());
+    } catch (const std::runtime_error& ex) {
+      const std::string what = ex.what();
+      if (what.rfind(path_, 0) == 0) throw;
+      throw std::runtime_error(path_ + ": tensor \"" + name + "\": " + what);
     }
   }
+}
+
+std::vector<std::string> SafetensorsReader::names() const {
+  std::vector<std::string> out;
+  for (const auto& [name, e] : entries_) out.push_back(name);
+  return out;
+}
+
+std::vector<int64_t> SafetensorsReader::shape(const std::string& name) const {
+  auto it = entries_.find(name);
+  if (it == entries_.end()) throw std::runtime_error(path_ + ": no tensor \"" + name + "\"");
+  return it->second.shape;
+}
+
+at::Tensor SafetensorsReader::get(const std::string& name) const {
+  auto it = entries_.find(name);
+  if (it == entries_.end()) throw std::runtime_error(path_ + ": no tensor \"" + name + "\"");
+  const Entry& e = it->second;
+  at::Tensor t = at::empty(e.shape, at::TensorOptions().dtype(e.dtype));
+  std::ifstream in(path_, std::ios::binary);
+  in.seekg(static_cast<std::streamoff>(data_begin_ + e.begin));
+  if (!in || !in.read(static_cast<char*>(t.data_ptr()), static_cast<std::streamsize>(e.end - e.begin))) {
+    throw std::runtime_error(path_ + ": tensor \"" + name + "\": truncated data");
+  }
+  return t;
+}
+
+std::map<std::string, at::Tensor> read_safetensors(const std::string& path,
+                                                   std::map<std::string, std::string>* metadata) {
+  SafetensorsReader reader(path);
+  std::map<std::string, at::Tensor> out;
+  for (const auto& name : reader.names()) out.emplace(name, reader.get(name));
+  if (metadata != nullptr) *metadata = reader.metadata();
   return out;
 }
 

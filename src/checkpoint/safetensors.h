@@ -29,4 +29,26 @@ void write_torch_state_dict(const std::string& path, const std::vector<std::pair
 std::map<std::string, at::Tensor> read_safetensors(const std::string& path,
                                                    std::map<std::string, std::string>* metadata = nullptr);
 
+// Reads tensors of one safetensors file on demand: the header once, then each requested tensor.
+class SafetensorsReader {
+ public:
+  explicit SafetensorsReader(std::string path);  // throws std::runtime_error naming the file
+  bool contains(const std::string& name) const { return entries_.count(name) > 0; }
+  std::vector<std::string> names() const;
+  std::vector<int64_t> shape(const std::string& name) const;
+  at::Tensor get(const std::string& name) const;  // on the CPU; throws naming the file and the tensor
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+
+ private:
+  struct Entry {
+    at::ScalarType dtype;
+    std::vector<int64_t> shape;
+    uint64_t begin, end;  // byte range within the data section
+  };
+  std::string path_;
+  uint64_t data_begin_ = 0;
+  std::map<std::string, Entry> entries_;
+  std::map<std::string, std::string> metadata_;
+};
+
 }  // namespace zerotrain::detail

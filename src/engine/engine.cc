@@ -4,6 +4,7 @@
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 #include <torch/csrc/autograd/variable.h>
 
 #include <cctype>
@@ -14,6 +15,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "checkpoint/checkpoint.h"
 #include "checkpoint/safetensors.h"
 #include "lr/lr_schedule.h"
 #include "zero/flat_layout.h"
@@ -384,6 +386,92 @@ const Config& Engine::config() const { return *impl_->config; }
 Comm& Engine::comm() const { return *impl_->comm; }
 c10::Device Engine::device() const { return impl_->device; }
 torch::nn::Module& Engine::module() const { return *impl_->model; }
+
+struct EngineAccess {
+  static detail::ShardState shard(Engine::Impl& m) {
+    detail::ShardState st;
+    st.layout = m.layout.get();
+    std::unordered_map<const void*, std::string> names;
+    for (const auto& item : m.model->named_parameters(/*recurse=*/true)) {
+      names.emplace(item.value().unsafeGetTensorImpl(), item.key());
+    }
+    for (const auto& p : m.params) {
+      st.names.push_back(names.at(p.unsafeGetTensorImpl()));
+      st.shapes.push_back(p.sizes().vec());
+    }
+    st.master = m.optimizer->master();
+    st.optimizer_state = m.optimizer->optimizer().state();
+    return st;
+  }
+};
+
+std::string Engine::save_checkpoint(const std::string& save_dir, const std::string& tag,
+                                    const std::string& client_state) {
+  Impl& m = *impl_;
+  if (m.micro_steps % gradient_accumulation_steps() != 0) {
+    throw std::invalid_argument("save_checkpoint: called at micro-step " + std::to_string(m.micro_steps) +
+                                ", inside a gradient accumulation of " +
+                                std::to_string(gradient_accumulation_steps()) +
+                                " micro-steps: call it after step() on an accumulation boundary");
+  }
+  nlohmann::json client;
+  try {
+    client = nlohmann::json::parse(client_state);
+  } catch (const std::exception& e) {
+    throw std::invalid_argument(std::string("save_checkpoint: client_state is not valid JSON: ") + e.what());
+  }
+  const auto sc = m.optimizer->scaler().state();
+  nlohmann::ordered_json eng;
+  eng["global_steps"] = m.global_steps;
+  eng["global_samples"] = global_samples();
+  eng["micro_steps"] = m.micro_steps;
+  eng["applied_steps"] = m.optimizer->applied_steps();
+  eng["loss_scaler"] = {{"scale", sc.scale},
+                        {"steps_since_overflow", sc.steps_since_overflow},
+                        {"iteration", sc.iteration},
+                        {"last_overflow_iteration", sc.last_overflow_iteration},
+                        {"hysteresis_left", sc.hysteresis_left},
+                        {"skipped_steps", sc.skipped_steps}};
+  eng["world_size"] = m.comm->world_size();
+  eng["zero_stage"] = m.config->zero().stage;
+  eng["train_batch_size"] = train_batch_size();
+  eng["client_state"] = client;
+  detail::SaveInfo info;
+  info.optimizer = m.config->optimizer().type;
+  info.zero_stage = m.config->zero().stage;
+  info.engine_json = eng.dump(1);
+  return detail::save_checkpoint(save_dir, tag.empty() ? "global_step" + std::to_string(m.global_steps) : tag,
+                                 EngineAccess::shard(m), info, *m.comm);
+}
+
+std::string Engine::load_checkpoint(const std::string& load_dir, const std::string& tag) {
+  Impl& m = *impl_;
+  std::string path;
+  detail::ShardState st = EngineAccess::shard(m);
+  const std::string text = detail::load_checkpoint(load_dir, tag, st, m.config->optimizer().type, *m.comm, &path);
+  nlohmann::json eng;
+  try {
+    eng = nlohmann::json::parse(text);
+    m.global_steps = eng.at("global_steps").get<int64_t>();
+    m.micro_steps = eng.at("micro_steps").get<int64_t>();
+    const auto& ls = eng.at("loss_scaler");
+    m.optimizer->scaler().load_state({ls.at("scale").get<double>(), ls.at("steps_since_overflow").get<int64_t>(),
+                                      ls.at("iteration").get<int64_t>(),
+                                      ls.at("last_overflow_iteration").get<int64_t>(),
+                                      ls.at("hysteresis_left").get<int>(), ls.at("skipped_steps").get<int64_t>()});
+    m.optimizer->restore(eng.at("applied_steps").get<int64_t>());
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(path + "/engine.json: corrupt: " + e.what());
+  }
+  if (m.micro_steps % gradient_accumulation_steps() != 0) {
+    // Saved with another gradient accumulation (another world size): continue from the next boundary.
+    m.micro_steps = m.global_steps * gradient_accumulation_steps();
+  }
+  m.reducer->zero();
+  if (m.units) m.units->after_step();
+  m.last_grad_norm.reset();
+  return eng.value("client_state", nlohmann::json::object()).dump();
+}
 
 bool Engine::save_16bit_model(const std::string& save_dir, const std::string& save_filename) {
   Impl& m = *impl_;

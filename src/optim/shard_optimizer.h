@@ -22,6 +22,7 @@ struct ShardSegment {
   int64_t param_index;  // index of the parameter in the model's parameter list (same on every rank)
   int64_t offset;       // first element of the piece in the local shard
   int64_t numel;        // elements of the piece
+  int64_t param_offset = 0;  // first element of the piece within the parameter (flattened)
 };
 
 struct StepArgs {

@@ -79,7 +79,7 @@ std::vector<ShardSegment> FlatLayout::shard_segments() const {
     for (int p : bucket.params) {
       const ParamSlot& s = slots_[p];
       const int64_t a = std::max(lo, s.offset), e = std::min(hi, s.offset + s.numel);
-      if (a < e) out.push_back({p, bucket.shard_offset + (a - lo), e - a});
+      if (a < e) out.push_back({p, bucket.shard_offset + (a - lo), e - a, a - s.offset});
     }
   }
   return out;

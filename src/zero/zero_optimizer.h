@@ -43,6 +43,12 @@ class ZeroOptimizer {
   // 16-bit value differs from the rounded master take it, the others keep their fp32 value.
   void load_master();
 
+  // After loading a checkpoint into master(): sets the step count and writes the parameters from the master.
+  void restore(int64_t applied_steps) {
+    applied_steps_ = applied_steps;
+    publish();
+  }
+
   double loss_scale() const { return scaler_.scale(); }
   int64_t skipped_steps() const { return scaler_.skipped_steps(); }
   int64_t applied_steps() const { return applied_steps_; }
