@@ -63,3 +63,22 @@ def test_train_stage3_save_without_gather_flag_fails_with_the_key(run, tmp_path)
                "--device", "cpu", "--save-model", tmp_path)
     assert proc.returncode == 1
     assert "stage3_gather_16bit_weights_on_model_save" in proc.stderr
+
+
+def test_train_resumes_bit_identically_from_a_checkpoint(run, examples, tmp_path):
+    common = ("--config", examples / "train_cpu.json", "--model", "llama-tiny", "--steps", 20, "--ranks", 2,
+              "--log-every", 10, "--device", "cpu", "--checkpoint-dir", tmp_path)
+    full = run("train", *common, "--save-every", 10, check_rc=0).stdout
+    assert f"checkpoint {tmp_path}/global_step10" in full and (tmp_path / "latest").read_text().strip() == "global_step20"
+    resumed = run("train", *common, "--resume", "global_step10", check_rc=0).stdout
+    assert "at step 10" in resumed, resumed
+    step20 = [line.split("|")[1] for line in full.splitlines() if line.startswith("step 20/20")]
+    step20_resumed = [line.split("|")[1] for line in resumed.splitlines() if line.startswith("step 20/20")]
+    assert step20 and step20 == step20_resumed, (full, resumed)  # " loss x.xxxx ": the same window, same value
+
+
+def test_train_resume_without_checkpoint_is_an_error_naming_the_file(run, examples, tmp_path):
+    proc = run("train", "--config", examples / "train_cpu.json", "--model", "llama-tiny", "--steps", 2, "--ranks", 1,
+               "--device", "cpu", "--checkpoint-dir", tmp_path, "--resume", "latest")
+    assert proc.returncode == 1
+    assert f"{tmp_path}/latest: missing" in proc.stderr, proc.stderr

@@ -36,6 +36,9 @@ struct TrainOptions {
   std::string device = "auto";  // auto, cpu or cuda
   bool activation_checkpointing = false;
   std::string save_model;       // directory for model.safetensors at the end ("" = none)
+  std::string checkpoint_dir;   // save_checkpoint / load_checkpoint directory ("" = none)
+  int64_t save_every = 0;       // steps between checkpoints (0: one at the end)
+  std::string resume;           // tag to resume from ("latest": the newest), "" = start fresh
 };
 
 bool launched() {
@@ -114,10 +117,14 @@ int run_rank(const TrainOptions& o) {
                engine.gradient_accumulation_steps(), comm->world_size(), seq, corpus.source(), corpus.size());
     std::fflush(stdout);
   }
+  if (!o.resume.empty()) {
+    engine.load_checkpoint(o.checkpoint_dir, o.resume == "latest" ? "" : o.resume);
+    if (lead) fmt::print("resumed from {} ({}) at step {}\n", o.checkpoint_dir, o.resume, engine.global_steps());
+  }
   auto window_start = std::chrono::steady_clock::now();
   double loss_sum = 0;
   int64_t loss_count = 0;
-  for (int64_t step = 0; step < o.steps; ++step) {
+  for (int64_t step = engine.global_steps(); step < o.steps; ++step) {
     for (int64_t m = 0; m < engine.gradient_accumulation_steps(); ++m) {
       const Batch b = corpus.sample_batch(step, static_cast<int>(m), comm->rank(), geo);
       at::Tensor loss = model->loss(b.tokens.to(*eopts.device), b.targets.to(*eopts.device));
@@ -142,6 +149,11 @@ int run_rank(const TrainOptions& o) {
       loss_sum = 0;
       loss_count = 0;
       window_start = std::chrono::steady_clock::now();
+    }
+    if (!o.checkpoint_dir.empty() &&
+        ((o.save_every > 0 && (step + 1) % o.save_every == 0) || (o.save_every == 0 && step + 1 == o.steps))) {
+      const std::string path = engine.save_checkpoint(o.checkpoint_dir);
+      if (lead) fmt::print("checkpoint {}\n", path);
     }
   }
   if (lead) {
@@ -184,6 +196,12 @@ void add_train_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--save-model", o->save_model,
                   "After training, write the 16-bit weights to DIR/model.safetensors (Hugging Face names; at ZeRO "
                   "stage 3 needs zero_optimization.stage3_gather_16bit_weights_on_model_save)");
+  cmd->add_option("--checkpoint-dir", o->checkpoint_dir,
+                  "Save checkpoints here (DIR/global_step<N>, DIR/latest); loadable at any rank count and stage");
+  cmd->add_option("--save-every", o->save_every, "Steps between checkpoints (default: one at the end)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--resume", o->resume, "Resume from this checkpoint tag of --checkpoint-dir (\"latest\": the newest)")
+      ->needs("--checkpoint-dir");
   cmd->callback([o, cmd, &exit_code] {
     if (!launched()) {
       const bool gpu = o->device != "cpu" && at::hasCUDA();
