@@ -20,4 +20,7 @@ void add_launch_command(CLI::App& app, int& exit_code);
 // `zerotrain train --config CFG [--model NAME] [--steps N]` (built only with the LibTorch library)
 void add_train_command(CLI::App& app, int& exit_code);
 
+// `zerotrain convert CKPT --out DIR [--dtype fp32|bf16|fp16] [--max-shard-size 5GB]` (LibTorch library only)
+void add_convert_command(CLI::App& app, int& exit_code);
+
 }  // namespace zerotrain::cli

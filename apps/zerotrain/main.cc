@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   zerotrain::cli::add_launch_command(app, exit_code);
 #ifdef ZEROTRAIN_CLI_WITH_TORCH
   zerotrain::cli::add_train_command(app, exit_code);
+  zerotrain::cli::add_convert_command(app, exit_code);
 #endif
   try {
     app.parse(argc, argv);

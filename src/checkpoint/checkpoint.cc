@@ -372,4 +372,37 @@ std::string load_checkpoint(const std::string& dir, const std::string& tag, Shar
   return engine_json;
 }
 
+std::vector<std::pair<std::string, at::Tensor>> consolidate_checkpoint(const std::string& path) {
+  const std::string index_path = (fs::path(path) / "index.json").string();
+  nlohmann::json index;
+  try {
+    index = nlohmann::json::parse(read_text(index_path));
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(index_path + ": corrupt: " + e.what());
+  }
+  if (index.value("format", "") != kFormat) throw std::runtime_error(index_path + ": not a zerotrain checkpoint");
+  const auto files = index.at("files").get<std::vector<std::string>>();
+  std::map<int64_t, std::unique_ptr<SafetensorsReader>> readers;
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& p : index.at("parameters")) {
+    const std::string name = p.at("name").get<std::string>();
+    const auto shape = p.at("shape").get<std::vector<int64_t>>();
+    at::Tensor flat = at::empty({c10::multiply_integers(shape)}, at::kFloat);
+    int64_t covered = 0;
+    for (const auto& piece : index.at("pieces").at(name)) {
+      const int64_t f = piece.at(0).get<int64_t>(), off = piece.at(1).get<int64_t>(), n = piece.at(2).get<int64_t>();
+      auto& r = readers[f];
+      if (!r) r = std::make_unique<SafetensorsReader>((fs::path(path) / files.at(static_cast<size_t>(f))).string());
+      flat.narrow(0, off, n).copy_(r->get(piece_key(name, off, "master")));
+      covered += n;
+    }
+    if (covered != flat.numel()) {
+      throw std::runtime_error(index_path + ": the pieces of " + name + " cover " + std::to_string(covered) + " of " +
+                               std::to_string(flat.numel()) + " elements");
+    }
+    out.emplace_back(name, flat.view(shape));
+  }
+  return out;
+}
+
 }  // namespace zerotrain::detail

@@ -56,4 +56,8 @@ std::string checkpoint_path(const std::string& dir, const std::string& tag);
 std::string load_checkpoint(const std::string& dir, const std::string& tag, ShardState& state,
                             const std::string& optimizer, Comm& comm, std::string* loaded_path);
 
+// The full fp32 weights of the checkpoint at `path` (a directory with index.json), assembled from its pieces, in
+// the model's parameter order, on the CPU. Throws std::runtime_error naming the file and the problem.
+std::vector<std::pair<std::string, at::Tensor>> consolidate_checkpoint(const std::string& path);
+
 }  // namespace zerotrain::detail

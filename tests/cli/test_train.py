@@ -82,3 +82,41 @@ def test_train_resume_without_checkpoint_is_an_error_naming_the_file(run, exampl
                "--device", "cpu", "--checkpoint-dir", tmp_path, "--resume", "latest")
     assert proc.returncode == 1
     assert f"{tmp_path}/latest: missing" in proc.stderr, proc.stderr
+
+
+def test_convert_checkpoint_to_hugging_face_safetensors(run, tmp_path):
+    import json
+
+    import torch
+    config = ('{"train_micro_batch_size_per_gpu": 2, "optimizer": {"type": "AdamW", "params": {"lr": 0.01}}, '
+              '"zero_optimization": {"stage": 3, "stage3_gather_16bit_weights_on_model_save": true}}')
+    run("train", "--config", config, "--model", "gpt2-tiny", "--steps", 3, "--ranks", 2, "--device", "cpu",
+        "--checkpoint-dir", tmp_path / "ckpt", "--save-model", tmp_path / "model", check_rc=0)
+    # fp32 training: the checkpoint's master weights are the model's weights.
+    out = run("convert", tmp_path / "ckpt", "--out", tmp_path / "hf", check_rc=0).stdout
+    assert "model.safetensors" in out
+    converted = read_safetensors(tmp_path / "hf" / "model.safetensors")
+    saved = read_safetensors(tmp_path / "model" / "model.safetensors")
+    assert set(converted) == set(saved) and len(converted) == 2 + 12 * 2 + 2
+    for name, t in converted.items():
+        want = saved[name].t() if name.endswith(("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight",
+                                                 "mlp.c_proj.weight")) else saved[name]
+        assert torch.equal(t, want), name  # Hugging Face's Conv1D layout for GPT-2's four matrices
+    assert converted["transformer.h.0.attn.c_attn.weight"].shape == (64, 192)
+    # Sharded, bf16: Hugging Face's index layout.
+    run("convert", tmp_path / "ckpt", "--out", tmp_path / "sharded", "--dtype", "bf16", "--max-shard-size", "40KB",
+        check_rc=0)
+    index = json.loads((tmp_path / "sharded" / "model.safetensors.index.json").read_text())
+    files = set(index["weight_map"].values())
+    assert len(files) > 1 and set(index["weight_map"]) == set(converted)
+    merged = {}
+    for f in files:
+        merged.update(read_safetensors(tmp_path / "sharded" / f))
+    assert all(merged[n].dtype == torch.bfloat16 and torch.equal(merged[n], converted[n].bfloat16()) for n in merged)
+
+
+def test_convert_errors_name_the_problem(run, tmp_path):
+    proc = run("convert", tmp_path / "none", "--out", tmp_path / "o")
+    assert proc.returncode == 1 and f"{tmp_path}/none/latest: missing" in proc.stderr
+    proc = run("convert", tmp_path, "--out", tmp_path / "o", "--max-shard-size", "lots")
+    assert proc.returncode != 0 and "--max-shard-size" in proc.stderr and "lots" in proc.stderr
