@@ -144,6 +144,13 @@ std::shared_ptr<CausalLM> make_model(const ModelSpec& spec);
 // refuse it.
 std::shared_ptr<CausalLM> make_model_deferred(const ModelSpec& spec);
 
+// Copies Hugging Face weights into `model` (built with make_model; on any device, in any dtype): `path` is a
+// directory with model.safetensors or a sharded model.safetensors.index.json, or one .safetensors file. Names are
+// Hugging Face's (GPT2LMHeadModel/GPT2Model, LlamaForCausalLM); GPT-2's Conv1D matrices are transposed. Tensors the
+// model does not have (buffers such as attn.bias) are ignored. Throws std::runtime_error naming the file and the
+// tensor when one is missing or has another shape.
+void load_hf_weights(CausalLM& model, const std::string& path);
+
 // "gpt2" or "llama".
 std::string_view to_string(ModelFamily family);
 

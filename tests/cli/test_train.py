@@ -120,3 +120,15 @@ def test_convert_errors_name_the_problem(run, tmp_path):
     assert proc.returncode == 1 and f"{tmp_path}/none/latest: missing" in proc.stderr
     proc = run("convert", tmp_path, "--out", tmp_path / "o", "--max-shard-size", "lots")
     assert proc.returncode != 0 and "--max-shard-size" in proc.stderr and "lots" in proc.stderr
+
+
+def test_train_starts_from_converted_hugging_face_weights(run, examples, tmp_path):
+    common = ("--config", examples / "train_cpu.json", "--model", "llama-tiny", "--ranks", 1, "--device", "cpu",
+              "--log-every", 1)
+    first = run("train", *common, "--steps", 30, "--checkpoint-dir", tmp_path / "ckpt", check_rc=0).stdout
+    run("convert", tmp_path / "ckpt", "--out", tmp_path / "hf", check_rc=0)
+    again = run("train", *common, "--steps", 1, "--init-from", tmp_path / "hf", check_rc=0).stdout
+    loss = [float(m) for m in re.findall(r"\| loss ([0-9.]+) \|", first)]
+    start = [float(m) for m in re.findall(r"\| loss ([0-9.]+) \|", again)]
+    assert len(loss) == 30 and len(start) == 1
+    assert start[0] < loss[0] - 0.3, (loss, start)  # the trained weights, not a fresh initialization

@@ -39,6 +39,7 @@ struct TrainOptions {
   std::string checkpoint_dir;   // save_checkpoint / load_checkpoint directory ("" = none)
   int64_t save_every = 0;       // steps between checkpoints (0: one at the end)
   std::string resume;           // tag to resume from ("latest": the newest), "" = start fresh
+  std::string init_from;        // Hugging Face safetensors weights to start from ("" = random initialization)
 };
 
 bool launched() {
@@ -86,6 +87,7 @@ int run_rank(const TrainOptions& o) {
   }
   torch::manual_seed(o.seed);
   auto model = make_model(spec);
+  if (!o.init_from.empty()) load_hf_weights(*model, o.init_from);  // before the engine: rank 0's values win
 
   EngineOptions eopts;
   eopts.comm = comm;
@@ -196,6 +198,9 @@ void add_train_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--save-model", o->save_model,
                   "After training, write the 16-bit weights to DIR/model.safetensors (Hugging Face names; at ZeRO "
                   "stage 3 needs zero_optimization.stage3_gather_16bit_weights_on_model_save)");
+  cmd->add_option("--init-from", o->init_from,
+                  "Start from Hugging Face weights: a directory with model.safetensors (or a sharded index), or a "
+                  ".safetensors file, e.g. what `zerotrain convert` writes");
   cmd->add_option("--checkpoint-dir", o->checkpoint_dir,
                   "Save checkpoints here (DIR/global_step<N>, DIR/latest); loadable at any rank count and stage");
   cmd->add_option("--save-every", o->save_every, "Steps between checkpoints (default: one at the end)")
