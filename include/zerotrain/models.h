@@ -60,6 +60,10 @@ struct ParameterInfo {
   bool hf_transposed = false;  // Hugging Face stores the transpose (GPT-2 Conv1D weights)
 };
 
+// True for the names of GPT-2's four Conv1D weights (attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj), which Hugging
+// Face stores transposed (ParameterInfo::hf_transposed): importers and exporters transpose 2-D tensors so named.
+bool is_hf_conv1d_weight(std::string_view name);
+
 // The spec of a built-in model; throws std::invalid_argument listing the known names on a miss.
 ModelSpec model_spec(std::string_view name);
 

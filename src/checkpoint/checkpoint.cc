@@ -6,17 +6,17 @@
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <algorithm>
-#include <array>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <memory>
+#include <mutex>
 #include <sstream>
 #include <stdexcept>
 
@@ -38,38 +38,28 @@ std::string shard_file(int rank, int world) {
   return "shard-" + std::to_string(rank) + "-of-" + std::to_string(world) + ".safetensors";
 }
 
-// Writes `text` to `path` through a temporary and a rename, flushed to disk first.
-void write_text_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw std::runtime_error(tmp + ": cannot create: " + std::strerror(errno));
-  size_t done = 0;
-  while (done < text.size()) {
-    const ssize_t w = ::write(fd, text.data() + done, text.size() - done);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) {
-      const std::string err = std::strerror(errno);
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw std::runtime_error(tmp + ": write failed: " + err);
-    }
-    done += static_cast<size_t>(w);
-  }
-  const bool synced = ::fsync(fd) == 0;
-  ::close(fd);
-  if (!synced || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string err = std::strerror(errno);
-    ::unlink(tmp.c_str());
-    throw std::runtime_error(path + ": cannot write: " + err);
-  }
-}
-
 std::string read_text(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw std::runtime_error(path + ": missing");
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+// index.json of the checkpoint at `path`, checked to be this format.
+nlohmann::json read_index(const std::string& path) {
+  const std::string index_path = (fs::path(path) / "index.json").string();
+  nlohmann::json index;
+  try {
+    index = nlohmann::json::parse(read_text(index_path));
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(index_path + ": corrupt: " + e.what());
+  }
+  if (index.value("format", "") != kFormat || index.value("version", 0) != kVersion) {
+    throw std::runtime_error(index_path + ": not a zerotrain checkpoint of format version " +
+                             std::to_string(kVersion));
+  }
+  return index;
 }
 
 // Removes a directory of plain files (std::filesystem::remove_all crashes in programs linked to the torch wheel).
@@ -265,16 +255,7 @@ std::string load_checkpoint(const std::string& dir, const std::string& tag, Shar
   const std::string path = checkpoint_path(dir, tag);
   if (loaded_path != nullptr) *loaded_path = path;
   const std::string index_path = (fs::path(path) / "index.json").string();
-  nlohmann::json index;
-  try {
-    index = nlohmann::json::parse(read_text(index_path));
-  } catch (const nlohmann::json::exception& e) {
-    throw std::runtime_error(index_path + ": corrupt: " + e.what());
-  }
-  if (index.value("format", "") != kFormat || index.value("version", 0) != kVersion) {
-    throw std::runtime_error(index_path + ": not a zerotrain checkpoint of format version " +
-                             std::to_string(kVersion));
-  }
+  const nlohmann::json index = read_index(path);
   // The optimizer must keep the same state tensors (Adam and AdamW do; SGD does not).
   const auto saved_states = index.value("optimizer_state", std::vector<std::string>{});
   std::vector<std::string> states;
@@ -374,13 +355,7 @@ std::string load_checkpoint(const std::string& dir, const std::string& tag, Shar
 
 std::vector<std::pair<std::string, at::Tensor>> consolidate_checkpoint(const std::string& path) {
   const std::string index_path = (fs::path(path) / "index.json").string();
-  nlohmann::json index;
-  try {
-    index = nlohmann::json::parse(read_text(index_path));
-  } catch (const nlohmann::json::exception& e) {
-    throw std::runtime_error(index_path + ": corrupt: " + e.what());
-  }
-  if (index.value("format", "") != kFormat) throw std::runtime_error(index_path + ": not a zerotrain checkpoint");
+  const nlohmann::json index = read_index(path);
   const auto files = index.at("files").get<std::vector<std::string>>();
   std::map<int64_t, std::unique_ptr<SafetensorsReader>> readers;
   std::vector<std::pair<std::string, at::Tensor>> out;

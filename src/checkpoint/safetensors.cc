@@ -37,9 +37,6 @@ at::ScalarType dtype_of(const std::string& name, const std::string& path) {
   throw std::runtime_error(path + ": unsupported safetensors dtype \"" + name + "\"");
 }
 
-// Writes `bytes` of `fill` to "<path>.tmp.<pid>", flushes, renames over `path`.
-void write_atomically(const std::string& path, const std::function<void(int fd, const std::string& tmp)>& fill);
-
 void write_all(int fd, const void* data, size_t n, const std::string& path) {
   const char* p = static_cast<const char*>(data);
   while (n > 0) {
@@ -53,7 +50,10 @@ void write_all(int fd, const void* data, size_t n, const std::string& path) {
   }
 }
 
-void write_atomically(const std::string& path, const std::function<void(int fd, const std::string& tmp)>& fill) {
+
+}  // namespace
+
+void write_file_atomically(const std::string& path, const std::function<void(int fd, const std::string& tmp)>& fill) {
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw std::runtime_error(tmp + ": cannot create: " + std::strerror(errno));
@@ -73,7 +73,9 @@ void write_atomically(const std::string& path, const std::function<void(int fd, 
   }
 }
 
-}  // namespace
+void write_text_atomically(const std::string& path, const std::string& text) {
+  write_file_atomically(path, [&](int fd, const std::string& tmp) { write_all(fd, text.data(), text.size(), tmp); });
+}
 
 void write_torch_state_dict(const std::string& path,
                             const std::vector<std::pair<std::string, at::Tensor>>& tensors) {
@@ -87,7 +89,7 @@ void write_torch_state_dict(const std::string& path,
   pickler.protocol();
   pickler.pushIValue(c10::IValue(dict));
   pickler.stop();
-  write_atomically(path, [&](int fd, const std::string& tmp) {
+  write_file_atomically(path, [&](int fd, const std::string& tmp) {
     caffe2::serialize::PyTorchStreamWriter writer([&](const void* buf, size_t n) -> size_t {
       write_all(fd, buf, n, tmp);
       return n;
@@ -122,7 +124,7 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // the data starts 8-byte aligned
-  write_atomically(path, [&](int fd, const std::string& tmp) {
+  write_file_atomically(path, [&](int fd, const std::string& tmp) {
     uint64_t n = text.size();
     unsigned char len[8];
     for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(n >> (8 * i));

@@ -5,6 +5,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <functional>
 #include <map>
 #include <string>
 #include <utility>
@@ -23,6 +24,12 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
 // weights_only=True, e.g. by Hugging Face's from_pretrained as pytorch_model.bin), atomically like
 // write_safetensors.
 void write_torch_state_dict(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors);
+
+// Writes a file atomically: fill(fd, temporary path) writes "<path>.tmp.<pid>", which is flushed and renamed over
+// `path`; on any error the temporary is removed and std::runtime_error names the file.
+void write_file_atomically(const std::string& path, const std::function<void(int fd, const std::string& tmp)>& fill);
+// write_file_atomically with `text` as the whole content.
+void write_text_atomically(const std::string& path, const std::string& text);
 
 // Reads every tensor of a safetensors file onto the CPU. Throws std::runtime_error naming the file and what is
 // wrong (missing, truncated, malformed header, a byte range outside the data).

@@ -122,6 +122,7 @@ struct Engine::Impl {
   c10::Device device{c10::kCPU};
   at::ScalarType dtype = at::kFloat;
   std::vector<at::Tensor> params;  // trainable, registration order, shared parameters once
+  std::vector<std::string> param_names;  // their (first) names in named_parameters
   std::unique_ptr<detail::FlatLayout> layout;
   at::Tensor param_flat;           // stages 0-2: (total_numel,) training dtype, device: the parameters' storage
   std::unique_ptr<detail::ParamUnits> units;  // stage 3
@@ -215,6 +216,7 @@ Engine::Engine(std::shared_ptr<torch::nn::Module> model, torch::nn::AnyModule fo
     (p.requires_grad() ? m.params : frozen).push_back(p);
   }
   TORCH_CHECK(!m.params.empty(), "zerotrain::initialize: the model has no trainable parameters");
+  for (const auto& p : m.params) m.param_names.push_back(names.at(p.unsafeGetTensorImpl()));
   const int world = m.comm->world_size();
   std::vector<int64_t> numels;
   for (auto& p : m.params) numels.push_back(p.numel());
@@ -232,7 +234,7 @@ Engine::Engine(std::shared_ptr<torch::nn::Module> model, torch::nn::AnyModule fo
         *m.layout, m.params, plan.persistent, m.comm,
         detail::UnitSettings{z.prefetch_bucket_size, z.max_live_parameters, z.max_reuse_distance},
         at::TensorOptions().device(m.device).dtype(m.dtype), [&](int p, at::Tensor& value) {
-          initializer->init_parameter(names.at(m.params[p].unsafeGetTensorImpl()), value);
+          initializer->init_parameter(m.param_names[p], value);
         });
     if (segmented && !plan.segment_units.empty()) {
       m.units->set_segments(plan.segment_units);
@@ -391,14 +393,8 @@ struct EngineAccess {
   static detail::ShardState shard(Engine::Impl& m) {
     detail::ShardState st;
     st.layout = m.layout.get();
-    std::unordered_map<const void*, std::string> names;
-    for (const auto& item : m.model->named_parameters(/*recurse=*/true)) {
-      names.emplace(item.value().unsafeGetTensorImpl(), item.key());
-    }
-    for (const auto& p : m.params) {
-      st.names.push_back(names.at(p.unsafeGetTensorImpl()));
-      st.shapes.push_back(p.sizes().vec());
-    }
+    st.names = m.param_names;
+    for (const auto& p : m.params) st.shapes.push_back(p.sizes().vec());
     st.master = m.optimizer->master();
     st.optimizer_state = m.optimizer->optimizer().state();
     return st;

@@ -60,7 +60,7 @@ std::shared_ptr<CausalLM> make_model(const ModelSpec& spec) {
   validate_model_spec(spec);
   std::shared_ptr<CausalLM> model =
       spec.family == ModelFamily::kGpt2 ? detail::build_gpt2(spec, false) : detail::build_llama(spec, false);
-  detail::init_parameters(*model, spec, detail::is_residual_projection);
+  detail::init_parameters(*model, spec);
   return model;
 }
 

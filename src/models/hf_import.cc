@@ -7,7 +7,6 @@
 #include <fstream>
 #include <map>
 #include <memory>
-#include <set>
 #include <stdexcept>
 
 #include "checkpoint/safetensors.h"
@@ -71,9 +70,7 @@ void load_hf_weights(CausalLM& model, const std::string& path) {
     if (!reader) reader = std::make_unique<detail::SafetensorsReader>(it->second);
     at::Tensor value = reader->get(key);
     // Hugging Face's GPT-2 stores its four Conv1D matrices as (in, out); zerotrain's nn::Linear as (out, in).
-    const bool conv1d = model.spec().family == ModelFamily::kGpt2 && value.dim() == 2 &&
-                        (name.ends_with(".attn.c_attn.weight") || name.ends_with(".attn.c_proj.weight") ||
-                         name.ends_with(".mlp.c_fc.weight") || name.ends_with(".mlp.c_proj.weight"));
+    const bool conv1d = model.spec().family == ModelFamily::kGpt2 && value.dim() == 2 && is_hf_conv1d_weight(name);
     if (conv1d) value = value.t();
     if (!value.sizes().equals(p.sizes())) {
       throw std::runtime_error(it->second + ": tensor " + key + " has shape " + c10::str(value.sizes()) +

@@ -126,19 +126,8 @@ void init_parameter(const std::string& name, at::Tensor& p, const ModelSpec& spe
   }
 }
 
-void init_parameters(torch::nn::Module& model, const ModelSpec& spec,
-                     const std::function<bool(const std::string& name)>& is_residual) {
-  at::NoGradGuard no_grad;
-  const double residual_std = spec.init_std / std::sqrt(2.0 * static_cast<double>(spec.num_layers));
-  for (auto& item : model.named_parameters(/*recurse=*/true)) {
-    const std::string& name = item.key();
-    at::Tensor& p = item.value();
-    if (p.dim() >= 2) {
-      p.normal_(0.0, is_residual(name) ? residual_std : spec.init_std);
-    } else {
-      init_parameter(name, p, spec);
-    }
-  }
+void init_parameters(torch::nn::Module& model, const ModelSpec& spec) {
+  for (auto& item : model.named_parameters(/*recurse=*/true)) init_parameter(item.key(), item.value(), spec);
 }
 
 bool is_residual_projection(const std::string& name) {

@@ -59,8 +59,7 @@ at::Tensor merge_heads(const at::Tensor& x);
 // Initializes every parameter of `model` in named_parameters order from torch's global generator: matrices and
 // embeddings (2-D) N(0, init_std), or N(0, init_std / sqrt(2 num_layers)) where is_residual_projection(name)
 // (outputs added to the residual stream, GPT-2's scaling), biases 0, other 1-D parameters (norm weights) 1.
-void init_parameters(torch::nn::Module& model, const ModelSpec& spec,
-                     const std::function<bool(const std::string& name)>& is_residual_projection);
+void init_parameters(torch::nn::Module& model, const ModelSpec& spec);
 
 // Checks tokens is (B, S) int64 with 1 <= S <= spec.max_seq; throws std::invalid_argument otherwise.
 void check_tokens(const at::Tensor& tokens, const ModelSpec& spec);

@@ -202,4 +202,9 @@ int64_t num_parameters(const ModelSpec& spec) {
 
 std::string_view to_string(ModelFamily family) { return family == ModelFamily::kGpt2 ? "gpt2" : "llama"; }
 
+bool is_hf_conv1d_weight(std::string_view name) {
+  return name.ends_with(".attn.c_attn.weight") || name.ends_with(".attn.c_proj.weight") ||
+         name.ends_with(".mlp.c_fc.weight") || name.ends_with(".mlp.c_proj.weight");
+}
+
 }  // namespace zerotrain

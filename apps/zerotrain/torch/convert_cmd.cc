@@ -16,6 +16,7 @@
 #include "../commands.h"
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/safetensors.h"
+#include "zerotrain/models.h"
 
 namespace zerotrain::cli {
 namespace {
@@ -47,11 +48,6 @@ int64_t parse_size(const std::string& text) {
   throw CLI::ValidationError("--max-shard-size", "\"" + text + "\": expected a positive size such as 5GB, 500MB or 2GiB");
 }
 
-bool hf_transposed(const std::string& name, const at::Tensor& t) {
-  return t.dim() == 2 && (name.ends_with(".attn.c_attn.weight") || name.ends_with(".attn.c_proj.weight") ||
-                          name.ends_with(".mlp.c_fc.weight") || name.ends_with(".mlp.c_proj.weight"));
-}
-
 int run(const ConvertOptions& o) {
   const int64_t max_bytes = parse_size(o.max_shard_size);
   const at::ScalarType dtype = o.dtype == "bf16" ? at::kBFloat16 : o.dtype == "fp16" ? at::kHalf : at::kFloat;
@@ -59,7 +55,7 @@ int run(const ConvertOptions& o) {
   auto weights = detail::consolidate_checkpoint(path);
   int64_t total = 0;
   for (auto& [name, t] : weights) {
-    if (!o.no_hf_transpose && hf_transposed(name, t)) t = t.t().contiguous();
+    if (!o.no_hf_transpose && t.dim() == 2 && is_hf_conv1d_weight(name)) t = t.t().contiguous();
     t = t.to(dtype);
     total += t.numel() * t.element_size();
   }
