@@ -9,6 +9,9 @@
 # (default 10) timed steps per benchmark; ZT_PY=0 skips the Python package (its GPU tests, and the peers' Hugging
 # Face model trained under zerotrain at stages 0-3; ZT_PY_STAGES picks stages); ZT_CPP=0 skips the C++ tests, parity grid and
 # the C++ model's runs.
+# ZT_MICRO=0 skips the micro-benchmarks (bench/micro_bench.cc); ZT_FLOOR=0 the compute floors
+# (bench/peers/floor_anchor.py: the HF model's forward + backward on one GPU, no sharding, no optimizer); ZT_DS=0 skips
+# DeepSpeed (from .dspkgs/, scripts/fetch_deepspeed.sh; carry [".deps", ".dspkgs"]), ZT_DS_STAGES picks its stages.
 set -uo pipefail
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -35,7 +38,7 @@ cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH=
 TESTS="shard_optimizer_test shard_optimizer_kernels_test engine_test flat_layout_test loss_scaler_test lr_schedule_test models_test data_test stage3_test"
 PY_TARGET=""
 if [ "${ZT_PY:-1}" = 1 ] && grep -q "Python extension ON" "$OUT/cmake.log"; then PY_TARGET=zerotrain_python; fi
-cmake --build build-gpu -j "$(nproc)" --target zerotrain_cli parity_worker train_bench attention_bench $TESTS $PY_TARGET \
+cmake --build build-gpu -j "$(nproc)" --target zerotrain_cli parity_worker train_bench attention_bench micro_bench $TESTS $PY_TARGET \
   >"$OUT/build.log" 2>&1 || { grep -E "error|Error" "$OUT/build.log" | head -40; exit 1; }
 [ "${ZT_PY:-1}" = 1 ] && [ -z "$PY_TARGET" ] && note "Python extension: not built (no Python headers found by CMake)"
 export PYTHONPATH="$ROOT/build-gpu/python${PYTHONPATH:+:$PYTHONPATH}"
@@ -73,8 +76,27 @@ if [ -n "$PY_TARGET" ]; then
 fi
 fi
 
+if [ "${ZT_MICRO:-1}" = 1 ]; then
+  # Issue 7's micro-benchmarks: the optimizer step against a device copy, collectives against raw NCCL, the engine's
+  # host CPU time per step on a model of 512 small tensors.
+  build-gpu/bench/micro_bench opt >"$OUT/micro_opt.log" 2>&1
+  "$ZT" launch --no_local_rank build-gpu/bench/micro_bench comm >"$OUT/micro_comm.log" 2>&1
+  build-gpu/bench/micro_bench engine_cpu >"$OUT/micro_cpu.log" 2>&1
+  for f in micro_opt micro_comm micro_cpu; do
+    grep RESULT "$OUT/$f.log" | tee -a "$LOG"
+    summary+=("$(grep RESULT "$OUT/$f.log")")
+    grep -q RESULT "$OUT/$f.log" || note "$f: failed: $(tail -3 "$OUT/$f.log")"
+  done
+fi
+
 if [ "${ZT_BENCH:-1}" = 1 ]; then
   STEPS="${ZT_STEPS:-10}"
+  if [ "${ZT_FLOOR:-1}" = 1 ]; then
+    $PY bench/peers/floor_anchor.py --layers 22 --hidden 2048 --heads 32 --kv_heads 4 --ffn 5632 --vocab 32000 \
+      --seq 2048 --mb 4 --depths 11,22 --profile 12 >"$OUT/floor.log" 2>&1
+    note "$(grep RESULT "$OUT/floor.log" || echo "floor: failed: $(tail -2 "$OUT/floor.log")")"
+    grep PROFILE "$OUT/floor.log" | tee -a "$LOG"
+  fi
   SHAPE="--layers 22 --hidden 2048 --heads 32 --kv_heads 4 --ffn 5632 --vocab 32000 --seq 2048 --mb 4"
   PEERS="ddp zero1 fsdp2 fsdp2_noreshard"
   [ "${ZT_PEERS:-1}" = 1 ] || PEERS=""
@@ -95,6 +117,18 @@ if [ "${ZT_BENCH:-1}" = 1 ]; then
       note "$(grep RESULT "$OUT/py_stage$stage.log" || echo "zerotrain python stage $stage: failed: $(tail -3 "$OUT/py_stage$stage.log")")"
     done
   fi
+  # DeepSpeed from PyPI on the same HF model (scripts/fetch_deepspeed.sh; carry .dspkgs): train_anchor.py puts
+  # .dspkgs/pyXY and .dspkgs/common on sys.path itself. ZT_DS=0 skips it, ZT_DS_STAGES picks stages.
+  DS_PY="py$($PY -c 'import sys;print(f"{sys.version_info[0]}{sys.version_info[1]}")')"
+  if [ "${ZT_DS:-1}" = 1 ] && [ -d ".dspkgs/$DS_PY" ]; then
+    for stage in ${ZT_DS_STAGES:-0 1 2 3}; do
+      $PY -m torch.distributed.run --standalone --nproc_per_node "$NGPU" bench/peers/train_anchor.py \
+        --mode deepspeed_stage$stage $SHAPE --steps "$STEPS" >"$OUT/ds_stage$stage.log" 2>&1
+      note "$(grep RESULT "$OUT/ds_stage$stage.log" || echo "deepspeed stage $stage: failed: $(tail -3 "$OUT/ds_stage$stage.log")")"
+    done
+  elif [ "${ZT_DS:-1}" = 1 ]; then
+    note "deepspeed: skipped (no .dspkgs/$DS_PY; run scripts/fetch_deepspeed.sh and carry .dspkgs)"
+  fi
 fi
 
 if [ "${ZT_BENCH_8B:-0}" = 1 ]; then
@@ -107,6 +141,11 @@ if [ "${ZT_BENCH_8B:-0}" = 1 ]; then
         $SHAPE8 --sdpa "$attn" --steps "$STEPS" >"$OUT/peer_fsdp2_8b_$attn.log" 2>&1
       note "$(grep RESULT "$OUT/peer_fsdp2_8b_$attn.log" | sed 's/RESULT /RESULT 8b /' || echo "peer fsdp2 8b ($attn): failed: $(tail -2 "$OUT/peer_fsdp2_8b_$attn.log")")"
     done
+  fi
+  if [ "${ZT_FLOOR:-1}" = 1 ]; then
+    $PY bench/peers/floor_anchor.py $SHAPE8 --depths 2,4 --steps 4 --profile 12 >"$OUT/floor_8b.log" 2>&1
+    note "$(grep RESULT "$OUT/floor_8b.log" | sed 's/RESULT /RESULT 8b /' || echo "floor 8b: failed: $(tail -2 "$OUT/floor_8b.log")")"
+    grep PROFILE "$OUT/floor_8b.log" | tee -a "$LOG"
   fi
   build-gpu/bench/attention_bench >"$OUT/attention.log" 2>&1
   grep ATTN "$OUT/attention.log" | tee -a "$LOG"

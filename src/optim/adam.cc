@@ -5,13 +5,16 @@
 // with m_hat = m / (1 - beta1^t), v_hat = v / (1 - beta2^t), or m, v themselves when bias_correction is false.
 // DeepSpeed builds FusedAdam for both "Adam" and "AdamW"; "Adam" is decoupled too unless adam_w_mode is false.
 //
-// Bias-corrected steps use ATen's fused kernels (_fused_adam_ / _fused_adamw_: one multi-threaded vectorised pass on
-// CPU, one multi-tensor launch on CUDA), whose math is this rule exactly (AdamW's p *= 1 - lr * wd before the step
-// equals the decay term inside it). They cannot switch bias correction off, so that case runs our own CUDA kernel
-// (adam_kernels.cu) or a few in-place ATen ops on CPU.
+// On CUDA every step runs our kernel (adam_kernels.cu), which also folds in the unscale-and-clip multiplier and
+// writes the 16-bit parameter copy (step_and_copy): one pass over memory for the whole ZeRO step. On CPU,
+// bias-corrected steps use ATen's fused kernel (_fused_adam_ / _fused_adamw_: one multi-threaded vectorised pass),
+// whose math is this rule exactly (AdamW's p *= 1 - lr * wd before the step equals the decay term inside it); it
+// cannot switch bias correction off, so that case runs a few in-place ATen ops.
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "optim/optimizers.h"
 
@@ -31,19 +34,26 @@ class AdamShardOptimizer final : public ShardOptimizer {
         device_(param.device()),
         exp_avg_(at::zeros_like(param)),
         exp_avg_sq_(at::zeros_like(param)),
-        // ATen's CUDA kernel reads the step from device memory as a float; its CPU kernel reads any dtype.
+        // the step count ATen's fused CPU kernel reads
         step_(at::zeros({}, param.options())) {}
 
   void step(at::Tensor& param, const at::Tensor& grad, const StepArgs& args) override {
     check_step_inputs(adam_w_mode_ ? "AdamW" : "Adam", param, grad, numel_, device_, args);
     const double beta1 = effective_beta1(args, beta1_);
-    if (bias_correction_) {
+    if (device_.is_cuda()) {
+      step_cuda(param, grad, args, beta1, 1.0, {});
+    } else if (bias_correction_) {
       step_fused_aten(param, grad, args, beta1);
-    } else if (device_.is_cuda()) {
-      step_uncorrected_cuda(param, grad, args, beta1);
     } else {
       step_uncorrected_cpu(param, grad, args, beta1);
     }
+  }
+
+  void step_and_copy(at::Tensor& param, at::Tensor& grad, const StepArgs& args, double grad_multiplier,
+                     const std::vector<ParamCopyRange>& copies) override {
+    if (!device_.is_cuda()) return ShardOptimizer::step_and_copy(param, grad, args, grad_multiplier, copies);
+    check_step_inputs(adam_w_mode_ ? "AdamW" : "Adam", param, grad, numel_, device_, args);
+    step_cuda(param, grad, args, effective_beta1(args, beta1_), grad_multiplier, copies);
   }
 
   std::vector<std::pair<std::string, at::Tensor>> state() override {
@@ -66,9 +76,11 @@ class AdamShardOptimizer final : public ShardOptimizer {
     }
   }
 
-  void step_uncorrected_cuda(at::Tensor& param, const at::Tensor& grad, const StepArgs& args, double beta1) {
+  // One kernel launch per run of the shard: the copy ranges (sorted, disjoint) and the gaps between them.
+  void step_cuda(at::Tensor& param, const at::Tensor& grad, const StepArgs& args, double beta1,
+                 double grad_multiplier, const std::vector<ParamCopyRange>& copies) {
 #ifdef ZEROTRAIN_WITH_CUDA
-    const AdamKernelArgs kernel_args{
+    AdamKernelArgs kernel_args{
         .lr = static_cast<float>(args.lr),
         .beta1 = static_cast<float>(beta1),
         .one_minus_beta1 = static_cast<float>(1 - beta1),
@@ -79,12 +91,43 @@ class AdamShardOptimizer final : public ShardOptimizer {
         .bias_correction1 = 1.f,
         .bias_correction2 = 1.f,
         .adam_w_mode = adam_w_mode_,
+        .grad_multiplier = static_cast<float>(grad_multiplier),
     };
+    if (bias_correction_) {
+      // 1 - beta^t from the fp32 betas, in double (DeepSpeed computes them on the host too)
+      kernel_args.bias_correction1 = static_cast<float>(1 - std::pow(beta1, static_cast<double>(args.step)));
+      kernel_args.bias_correction2 = static_cast<float>(1 - std::pow(double{beta2_}, static_cast<double>(args.step)));
+    }
     const c10::cuda::CUDAGuard guard(device_);
-    adam_step_cuda(f32(param), grad.const_data_ptr<float>(), f32(exp_avg_), f32(exp_avg_sq_), numel_, kernel_args,
-                   c10::cuda::getCurrentCUDAStream(device_.index()));
+    const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(device_.index());
+    std::vector<const ParamCopyRange*> order;
+    for (const ParamCopyRange& c : copies) order.push_back(&c);
+    std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->offset < b->offset; });
+    auto run = [&](int64_t begin, int64_t end, ParamCopy copy) {
+      adam_step_cuda(f32(param) + begin, grad.const_data_ptr<float>() + begin, f32(exp_avg_) + begin,
+                     f32(exp_avg_sq_) + begin, end - begin, kernel_args, stream, copy);
+    };
+    int64_t done = 0;
+    for (const ParamCopyRange* c : order) {
+      const at::Tensor& dest = c->dest;
+      TORCH_CHECK(c->offset >= done && c->offset + dest.numel() <= numel_ && dest.is_contiguous() &&
+                      dest.device() == device_,
+                  "Adam.step_and_copy: copy range [", c->offset, ", ", c->offset + dest.numel(),
+                  ") must lie in the shard [0, ", numel_, "), not overlap another, and be contiguous on ", device_);
+      CopyDtype dtype = CopyDtype::kNone;
+      switch (dest.scalar_type()) {
+        case at::kFloat: dtype = CopyDtype::kFloat; break;
+        case at::kBFloat16: dtype = CopyDtype::kBFloat16; break;
+        case at::kHalf: dtype = CopyDtype::kHalf; break;
+        default: TORCH_CHECK(false, "Adam.step_and_copy: copy dtype ", dest.scalar_type(), "; allowed: fp32, bf16, fp16");
+      }
+      run(done, c->offset, {});
+      run(c->offset, c->offset + dest.numel(), ParamCopy{dest.data_ptr(), dtype});
+      done = c->offset + dest.numel();
+    }
+    run(done, numel_, {});
 #else
-    (void)param, (void)grad, (void)args, (void)beta1;
+    (void)param, (void)grad, (void)args, (void)beta1, (void)grad_multiplier, (void)copies;
     TORCH_CHECK(false, "Adam: the shard is on ", device_, " but zerotrain was built without CUDA");
 #endif
   }

@@ -117,6 +117,13 @@ void check_step_inputs(const char* optimizer, const at::Tensor& param, const at:
               args.beta1.value_or(0), "; allowed: a number >= 0 and < 1");
 }
 
+void ShardOptimizer::step_and_copy(at::Tensor& param, at::Tensor& grad, const StepArgs& args, double grad_multiplier,
+                                   const std::vector<ParamCopyRange>& copies) {
+  if (grad_multiplier != 1.0) grad.mul_(grad_multiplier);
+  step(param, grad, args);
+  for (const ParamCopyRange& c : copies) c.dest.copy_(param.narrow(0, c.offset, c.dest.numel()));
+}
+
 std::unique_ptr<ShardOptimizer> make_shard_optimizer(const OptimizerConfig& cfg, const at::Tensor& param,
                                                      std::vector<ShardSegment> segments, int64_t num_params,
                                                      AllReduceSum allreduce) {

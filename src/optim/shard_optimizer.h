@@ -31,12 +31,24 @@ struct StepArgs {
   std::optional<double> beta1;  // OneCycle's cycled momentum: overrides betas[0] (Adam/Lamb/Lion) or momentum (SGD)
 };
 
+// A run of the shard whose updated values the model trains with: dest (contiguous, fp32 / bf16 / fp16, param's
+// device) receives shard[offset, offset + dest.numel()), cast.
+struct ParamCopyRange {
+  int64_t offset;
+  at::Tensor dest;
+};
+
 class ShardOptimizer {
  public:
   virtual ~ShardOptimizer() = default;
   // Updates `param` ((n,) fp32, contiguous) in place from `grad` ((n,) fp32, same device), already unscaled and
   // clipped. Optimizer state lives on param's device, created at construction.
   virtual void step(at::Tensor& param, const at::Tensor& grad, const StepArgs& args) = 0;
+  // step() on grad * grad_multiplier (the unscale-and-clip factor), then each range of `copies` written from the
+  // updated shard. This form does it in passes (grad.mul_, step, copy_), so `grad` may change; optimizers with a
+  // kernel that does it all in one pass over memory override it (Adam on CUDA).
+  virtual void step_and_copy(at::Tensor& param, at::Tensor& grad, const StepArgs& args, double grad_multiplier,
+                             const std::vector<ParamCopyRange>& copies);
   // Named state tensors ("exp_avg", "exp_avg_sq", "momentum_buffer", "sum", ...), each (n,) fp32, for
   // checkpoints; loading copies into them.
   virtual std::vector<std::pair<std::string, at::Tensor>> state() = 0;

@@ -69,16 +69,34 @@ StepResult ZeroOptimizer::step(at::Tensor& grad, double lr, std::optional<double
     const double c = (result.grad_norm + 1e-6) / clip_;
     if (c > 1) combined = c * scale;
   }
-  if (combined != 1.0) grad.mul_(1.0 / combined);
   ++applied_steps_;
-  optimizer_->step(master_, grad, StepArgs{lr, applied_steps_, beta1});
-  publish();
+  // One pass where the optimizer has a fused kernel: unscale/clip, update, and this rank's chunks of the training
+  // parameters written from the updated master; then the chunks are all-gathered.
+  optimizer_->step_and_copy(master_, grad, StepArgs{lr, applied_steps_, beta1}, 1.0 / combined, local_copies());
+  gather();
   return result;
 }
 
+std::vector<ParamCopyRange> ZeroOptimizer::local_copies() const {
+  std::vector<ParamCopyRange> copies;
+  if (placement_ == ParamPlacement::kShardOnly) return copies;  // units gather from the master shard when used
+  for (size_t b = 0; b < layout_.buckets().size(); ++b) {
+    const Bucket& bucket = layout_.buckets()[b];
+    const at::Tensor mine = param_flat_.narrow(0, layout_.chunk_begin(static_cast<int>(b)), bucket.chunk);
+    copies.push_back({bucket.shard_offset, mine});
+  }
+  return copies;
+}
+
 void ZeroOptimizer::publish() {
-  if (placement_ == ParamPlacement::kShardOnly) return;  // units gather from the master shard when used
+  for (const ParamCopyRange& c : local_copies()) c.dest.copy_(master_.narrow(0, c.offset, c.dest.numel()));
+  gather();
+}
+
+void ZeroOptimizer::gather() {
+  if (placement_ == ParamPlacement::kShardOnly) return;
   const int world = sharded_ ? comm_->world_size() : 1;
+  if (world == 1) return;
   struct Pending {
     std::unique_ptr<CommWork> work;
     at::Tensor gathered;  // (world, piece) when gathered into a temporary, else undefined
@@ -88,8 +106,6 @@ void ZeroOptimizer::publish() {
   for (size_t b = 0; b < layout_.buckets().size(); ++b) {
     const Bucket& bucket = layout_.buckets()[b];
     at::Tensor mine = param_flat_.narrow(0, layout_.chunk_begin(static_cast<int>(b)), bucket.chunk);
-    mine.copy_(master_.narrow(0, bucket.shard_offset, bucket.chunk));
-    if (world == 1) continue;
     at::Tensor region = param_flat_.narrow(0, bucket.begin, bucket.numel);
     if (bucket.numel <= allgather_bucket_size_) {
       pending.push_back({comm_->all_gather_async(region, mine), {}, {}});  // in place: mine is region's slice

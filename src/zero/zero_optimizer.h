@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include "optim/shard_optimizer.h"
 #include "precision/loss_scaler.h"
@@ -57,7 +58,12 @@ class ZeroOptimizer {
   LossScaler& scaler() { return scaler_; }
 
  private:
+  // This rank's chunks of the training parameters, as ranges of the master shard (none at stage 3).
+  std::vector<ParamCopyRange> local_copies() const;
+  // Writes local_copies() from the master, then gather().
   void publish();
+  // All-gathers every bucket's chunks into the training parameters (stages 1/2 on more than one rank).
+  void gather();
 
   const FlatLayout& layout_;
   at::Tensor param_flat_;  // training dtype, device: (total_numel,); kShardOnly: the master shard itself

@@ -711,6 +711,26 @@ TEST(ShardOptimizerState, NamesPerOptimizer) {
   EXPECT_EQ(names(sgd), (V{"momentum_buffer"}));
 }
 
+// step_and_copy = grad * multiplier, step, then each copy range cast from the updated shard (the passes form every
+// optimizer has on CPU; CUDA Adam's one-pass kernel is checked against it in shard_optimizer_kernels_test).
+TEST(ShardOptimizerStepAndCopy, EqualsMultiplyStepCopyOnCpu) {
+  for (OptimizerKind kind : {OptimizerKind::kAdamW, OptimizerKind::kSGD, OptimizerKind::kLion}) {
+    const OptimizerConfig cfg = config(kind, 1e-2);
+    at::manual_seed(11);
+    at::Tensor p1 = at::randn({1000}), p2 = p1.clone();
+    auto a = make_shard_optimizer(cfg, p1, {}, 1, nullptr), b = make_shard_optimizer(cfg, p2, {}, 1, nullptr);
+    at::Tensor bf = at::zeros({300}, at::kBFloat16), f = at::zeros({100});
+    for (int t = 1; t <= 2; ++t) {
+      at::Tensor g1 = at::randn({1000}), g2 = g1.clone();
+      a->step_and_copy(p1, g1, StepArgs{cfg.lr, t, {}}, 0.25, {{10, bf}, {900, f}});
+      b->step(p2, g2.mul_(0.25), StepArgs{cfg.lr, t, {}});
+    }
+    EXPECT_TRUE(at::equal(p1, p2)) << static_cast<int>(kind);
+    EXPECT_TRUE(at::equal(bf, p2.narrow(0, 10, 300).to(at::kBFloat16))) << static_cast<int>(kind);
+    EXPECT_TRUE(at::equal(f, p2.narrow(0, 900, 100))) << static_cast<int>(kind);
+  }
+}
+
 TEST(ShardOptimizerLamb, EmptyShardStillJoinsTheAllReduce) {
   // A rank without elements must still take part in every collective, or the others hang.
   for (bool cuda : {false, true}) {

@@ -1,0 +1,359 @@
+// Micro-benchmarks of issue 7, each against its ceiling measured in the same process (never run by the tests; see
+// bench/gpu/run.sh). Prints one `RESULT {json}` line per measurement.
+//
+//   micro_bench opt [--numel N]      one GPU: the optimizer step on a shard of N fp32 elements against a device copy
+//   zerotrain launch --no_local_rank micro_bench comm
+//                                    every GPU: zerotrain's collectives against raw NCCL calls at zerotrain's sizes
+//   micro_bench engine_cpu [--blocks B --width D --tokens T]
+//                                    one GPU: the engine's host CPU time per step on a model of 2B small tensors
+//
+// opt: bandwidth = the bytes the step must move / its time. The Adam step reads param, grad, exp_avg, exp_avg_sq and
+// writes param, exp_avg, exp_avg_sq (28 B/element); the ZeRO step adds the gradient norm's read (4) and the 16-bit
+// parameter copy (2): 34 B/element. The ceiling is at::copy_ of 4 GiB (read + write).
+//
+// engine_cpu: process CPU time (all threads; blocking synchronisation, so waiting for the GPU costs none) of a
+// training step through the engine minus that of the same model trained by plain LibTorch (forward, backward, one
+// multi-tensor fused AdamW), as a fraction of the engine's step time. One GPU and the single-rank communicator, so no
+// NCCL proxy thread spins in the measurement; every stage still runs its full bookkeeping (hooks, buckets, units).
+#include <ATen/ATen.h>
+#include <ATen/cuda/CUDAEvent.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime.h>
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <functional>
+#include <string>
+#include <vector>
+
+#ifdef ZEROTRAIN_BENCH_NCCL
+#include <dlfcn.h>
+#include <nccl.h>
+#endif
+
+#include "optim/optim_kernels.h"
+#include "optim/shard_optimizer.h"
+#include "zero/flat_layout.h"
+#include "zero/zero_optimizer.h"
+#include "zerotrain/comm.h"
+#include "zerotrain/engine.h"
+#include "zerotrain/segmented.h"
+
+namespace {
+
+using zerotrain::detail::FlatLayout;
+using zerotrain::detail::ParamCopyRange;
+using zerotrain::detail::ParamPlacement;
+using zerotrain::detail::StepArgs;
+using zerotrain::detail::ZeroOptimizer;
+
+// Seconds per call of fn: `reps` calls between two CUDA events on the current stream, best of `trials`.
+double time_cuda(const std::function<void()>& fn, int reps = 10, int trials = 5) {
+  for (int i = 0; i < 3; ++i) fn();
+  at::cuda::CUDAEvent start(cudaEventDefault), end(cudaEventDefault);
+  double best = 1e30;
+  for (int t = 0; t < trials; ++t) {
+    auto stream = c10::cuda::getCurrentCUDAStream();
+    start.record(stream);
+    for (int i = 0; i < reps; ++i) fn();
+    end.record(stream);
+    end.synchronize();
+    best = std::min(best, start.elapsed_time(end) / 1e3 / reps);
+  }
+  return best;
+}
+
+std::string arg(int argc, char** argv, const std::string& name, const std::string& def) {
+  for (int i = 2; i + 1 < argc; i += 2) {
+    if (argv[i] == name) return argv[i + 1];
+  }
+  return def;
+}
+
+zerotrain::Config adamw_config(const char* precision) {
+  return zerotrain::Config::from_string(fmt::format(
+      R"({{"train_micro_batch_size_per_gpu": 1, "optimizer": {{"type": "AdamW", "params": {{"lr": 1e-4,
+          "weight_decay": 0.01}}}}, "gradient_clipping": 1.0, "{}": {{"enabled": true}}}})",
+      precision));
+}
+
+// ---- opt ----------------------------------------------------------------------------------------------------------
+
+int bench_opt(int64_t n) {
+  const auto f32 = at::TensorOptions(at::kFloat).device(at::kCUDA, 0);
+  double copy_gbs = 0;
+  {
+    at::Tensor x = at::randn({int64_t{1} << 30}, f32), y = at::empty_like(x);
+    const double t = time_cuda([&] { y.copy_(x); });
+    copy_gbs = 2.0 * 4 * x.numel() / t / 1e9;
+    fmt::print("RESULT {{\"bench\": \"d2d_copy\", \"GBps\": {:.0f}}}\n", copy_gbs);
+  }
+  auto report = [&](const char* name, double bytes_per_element, double t) {
+    const double gbs = bytes_per_element * static_cast<double>(n) / t / 1e9;
+    fmt::print("RESULT {{\"bench\": \"{}\", \"numel\": {}, \"step_ms\": {:.3f}, \"GBps\": {:.0f}, "
+               "\"of_copy\": {:.3f}}}\n", name, n, t * 1e3, gbs, gbs / copy_gbs);
+  };
+  at::Tensor p = at::randn({n}, f32), g = at::randn({n}, f32), m = at::zeros({n}, f32), v = at::zeros({n}, f32);
+  {
+    at::Tensor step = at::zeros({}, f32);
+    const double t = time_cuda([&] {
+      step.add_(1);
+      at::_fused_adamw_({p}, {g}, {m}, {v}, {}, {step}, 1e-4, 0.9, 0.999, 0.01, 1e-8, false, false);
+    });
+    report("torch_fused_adamw", 28, t);
+  }
+  {
+    // The kernel's memory-walk variants (AdamLaunch), with and without the bf16 copy.
+    using zerotrain::detail::AdamLaunch;
+    at::Tensor copy = at::empty({n}, f32.dtype(at::kBFloat16));
+    zerotrain::detail::AdamKernelArgs args{1e-4f, 0.9f, 0.1f, 0.999f, 0.001f, 1e-8f, 0.01f, 0.1f, 0.001f, true, 0.5f};
+    const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+    for (int unroll : {1, 2, 4}) {
+      for (bool streaming : {false, true}) {
+        for (bool occupancy : {false, true}) {
+          const AdamLaunch how{unroll, streaming, occupancy};
+          for (bool with_copy : {false, true}) {
+            const zerotrain::detail::ParamCopy pc =
+                with_copy ? zerotrain::detail::ParamCopy{copy.data_ptr(), zerotrain::detail::CopyDtype::kBFloat16}
+                          : zerotrain::detail::ParamCopy{};
+            const double t = time_cuda([&] {
+              zerotrain::detail::adam_step_cuda(p.data_ptr<float>(), g.data_ptr<float>(), m.data_ptr<float>(),
+                                                v.data_ptr<float>(), n, args, stream, pc, how);
+            });
+            report(fmt::format("adam_kernel_u{}_{}_{}{}", unroll, streaming ? "stream" : "plain",
+                               occupancy ? "occ" : "8xsm", with_copy ? "_bf16copy" : "").c_str(),
+                   with_copy ? 30 : 28, t);
+          }
+        }
+      }
+    }
+  }
+  const zerotrain::Config cfg = adamw_config("bf16");
+  {
+    auto opt = zerotrain::detail::make_shard_optimizer(cfg.optimizer(), p, {}, 1, [](at::Tensor&) {});
+    int64_t s = 0;
+    report("zerotrain_adamw", 28, time_cuda([&] { opt->step(p, g, StepArgs{1e-4, ++s, std::nullopt}); }));
+    at::Tensor copy = at::empty({n}, f32.dtype(at::kBFloat16));
+    const std::vector<ParamCopyRange> copies{{0, copy}};
+    report("zerotrain_adamw_unscale_bf16_copy", 30,
+           time_cuda([&] { opt->step_and_copy(p, g, StepArgs{1e-4, ++s, std::nullopt}, 0.5, copies); }));
+    // the same work in the passes it took before the fused kernel: unscale, ATen's fused AdamW, the cast
+    at::Tensor step = at::zeros({}, f32);
+    report("passes_mul_fusedadamw_copy", 30, time_cuda([&] {
+             g.mul_(1.0);
+             step.add_(1);
+             at::_fused_adamw_({p}, {g}, {m}, {v}, {}, {step}, 1e-4, 0.9, 0.999, 0.01, 1e-8, false, false);
+             copy.copy_(p);
+           }));
+  }
+  {
+    // The whole ZeRO step of one rank at stage 0 (replicated bf16 parameters): norm, clip, fused step, copy.
+    const FlatLayout layout({n}, 1, 0, n);
+    at::Tensor params = at::randn({layout.total_numel()}, f32).to(at::kBFloat16);
+    ZeroOptimizer zero(layout, params, zerotrain::make_single_comm(), cfg, ParamPlacement::kReplicated);
+    at::Tensor grad = at::randn({layout.shard_numel()}, f32);
+    report("zerotrain_zero_step", 34, time_cuda([&] { zero.step(grad, 1e-4, std::nullopt); }, 5, 3));
+  }
+  return 0;
+}
+
+// ---- comm ---------------------------------------------------------------------------------------------------------
+
+#ifdef ZEROTRAIN_BENCH_NCCL
+// NCCL's entry points from the libnccl torch already loaded (no link-time dependency on where it lives).
+template <typename F>
+F nccl_fn(const char* name) {
+  void* f = dlsym(RTLD_DEFAULT, name);
+  TORCH_CHECK(f, "micro_bench: ", name, " not found in the loaded libraries (", dlerror(), ")");
+  return reinterpret_cast<F>(f);
+}
+#endif
+
+int bench_comm() {
+  auto comm = zerotrain::make_comm();
+  const int rank = comm->rank(), world = comm->world_size();
+  const auto bf16 = at::TensorOptions(at::kBFloat16).device(at::kCUDA, c10::cuda::current_device());
+#ifdef ZEROTRAIN_BENCH_NCCL
+  auto get_id = nccl_fn<ncclResult_t (*)(ncclUniqueId*)>("ncclGetUniqueId");
+  auto init_rank = nccl_fn<ncclResult_t (*)(ncclComm_t*, int, ncclUniqueId, int)>("ncclCommInitRank");
+  auto reduce_scatter = nccl_fn<ncclResult_t (*)(const void*, void*, size_t, ncclDataType_t, ncclRedOp_t, ncclComm_t,
+                                                 cudaStream_t)>("ncclReduceScatter");
+  auto all_gather =
+      nccl_fn<ncclResult_t (*)(const void*, void*, size_t, ncclDataType_t, ncclComm_t, cudaStream_t)>("ncclAllGather");
+  auto destroy = nccl_fn<ncclResult_t (*)(ncclComm_t)>("ncclCommDestroy");
+  ncclUniqueId id{};
+  if (rank == 0) TORCH_CHECK(get_id(&id) == ncclSuccess, "ncclGetUniqueId failed");
+  at::Tensor id_t = at::from_blob(&id, {static_cast<int64_t>(sizeof(id))}, at::kByte).to(bf16.dtype(at::kByte));
+  comm->broadcast(id_t, 0);
+  std::memcpy(&id, id_t.cpu().data_ptr(), sizeof(id));
+  ncclComm_t raw = nullptr;
+  TORCH_CHECK(init_rank(&raw, world, id, rank) == ncclSuccess, "ncclCommInitRank failed");
+#endif
+  for (int64_t mb : {8, 32, 128, 512, 1024}) {
+    const int64_t n = mb * (int64_t{1} << 20) / 2 / world * world;  // bf16 elements, a multiple of world
+    at::Tensor full = at::randn({n}, bf16), part = at::empty({n / world}, bf16), gathered = at::empty({n}, bf16);
+    const double bytes = 2.0 * n * (world - 1) / world;  // bus bytes per rank (nccl-tests' busbw)
+    const int reps = mb >= 512 ? 5 : 20;
+    const double zt_rs = time_cuda([&] { comm->reduce_scatter_async(part, full, zerotrain::ReduceOp::kSum)->wait(); }, reps);
+    const double zt_ag = time_cuda([&] { comm->all_gather_async(gathered, part)->wait(); }, reps);
+    double raw_rs = 0, raw_ag = 0;
+#ifdef ZEROTRAIN_BENCH_NCCL
+    const cudaStream_t s = c10::cuda::getCurrentCUDAStream();
+    raw_rs = time_cuda([&] {
+      TORCH_CHECK(reduce_scatter(full.data_ptr(), part.data_ptr(), n / world, ncclBfloat16, ncclSum, raw, s) ==
+                  ncclSuccess);
+    }, reps);
+    raw_ag = time_cuda([&] {
+      TORCH_CHECK(all_gather(part.data_ptr(), gathered.data_ptr(), n / world, ncclBfloat16, raw, s) == ncclSuccess);
+    }, reps);
+#endif
+    if (rank == 0) {
+      auto gbs = [&](double t) { return t > 0 ? bytes / t / 1e9 : 0.0; };
+      fmt::print("RESULT {{\"bench\": \"comm\", \"world\": {}, \"MB\": {}, \"reducescatter_busbw\": {:.0f}, "
+                 "\"raw_reducescatter_busbw\": {:.0f}, \"allgather_busbw\": {:.0f}, \"raw_allgather_busbw\": {:.0f}, "
+                 "\"rs_of_raw\": {:.3f}, \"ag_of_raw\": {:.3f}}}\n",
+                 world, mb, gbs(zt_rs), gbs(raw_rs), gbs(zt_ag), gbs(raw_ag), raw_rs > 0 ? raw_rs / zt_rs : 0.0,
+                 raw_ag > 0 ? raw_ag / zt_ag : 0.0);
+    }
+  }
+#ifdef ZEROTRAIN_BENCH_NCCL
+  c10::cuda::device_synchronize();
+  destroy(raw);
+#else
+  if (rank == 0) fmt::print("micro_bench: built without nccl.h: no raw NCCL baseline\n");
+#endif
+  comm->barrier();
+  return 0;
+}
+
+// ---- engine_cpu ---------------------------------------------------------------------------------------------------
+
+// `blocks` residual blocks x + relu(W x + b): 2 small tensors each; each block is one stage-3 unit.
+struct StressModel : torch::nn::Module, zerotrain::Segmented {
+  StressModel(int64_t blocks, int64_t width) {
+    for (int64_t i = 0; i < blocks; ++i) layers.push_back(register_module(fmt::format("l{}", i), torch::nn::Linear(width, width)));
+  }
+  at::Tensor forward(at::Tensor x) {
+    for (size_t i = 0; i < layers.size(); ++i) {
+      x = run_segment(static_cast<int64_t>(i), [&, i](const at::Tensor& h) { return h + at::relu(layers[i]->forward(h)); }, x);
+    }
+    return x.to(at::kFloat).pow(2).mean();
+  }
+  std::vector<std::vector<at::Tensor>> segment_parameters() const override {
+    std::vector<std::vector<at::Tensor>> out;
+    for (const auto& l : layers) out.push_back({l->weight, l->bias});
+    return out;
+  }
+  std::vector<torch::nn::Linear> layers;
+};
+
+double process_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+struct StepCost {
+  double wall = 0, cpu = 0;  // medians, seconds per step
+};
+
+void sync(const c10::Device& dev) {
+  if (dev.is_cuda()) c10::cuda::device_synchronize();
+}
+
+StepCost measure(const std::function<void()>& step, int steps, const c10::Device& dev) {
+  for (int i = 0; i < 3; ++i) step();
+  sync(dev);
+  std::vector<double> wall, cpu;
+  for (int i = 0; i < steps; ++i) {
+    const double c0 = process_cpu_seconds();
+    const auto t0 = std::chrono::steady_clock::now();
+    step();
+    sync(dev);
+    wall.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    cpu.push_back(process_cpu_seconds() - c0);
+  }
+  std::sort(wall.begin(), wall.end());
+  std::sort(cpu.begin(), cpu.end());
+  return {wall[wall.size() / 2], cpu[cpu.size() / 2]};
+}
+
+int bench_engine_cpu(int64_t blocks, int64_t width, int64_t tokens) {
+  const c10::Device dev = at::hasCUDA() ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
+  const int kSteps = 20;
+  at::manual_seed(0);
+  const at::Tensor x = at::randn({tokens, width}, at::TensorOptions(at::kBFloat16).device(dev)) * 0.1;
+  // Plain LibTorch: bf16 module, forward, backward, one multi-tensor fused AdamW over every parameter.
+  StepCost base;
+  {
+    auto model = std::make_shared<StressModel>(blocks, width);
+    model->to(dev, at::kBFloat16);
+    std::vector<at::Tensor> ps = model->parameters(), ms, vs;
+    for (auto& p : ps) {
+      ms.push_back(at::zeros_like(p));
+      vs.push_back(at::zeros_like(p));
+    }
+    std::vector<at::Tensor> steps;  // one step count per parameter, as the fused kernels want
+    for (size_t k = 0; k < ps.size(); ++k) steps.push_back(at::zeros({}, at::TensorOptions(at::kFloat).device(dev)));
+    base = measure([&] {
+      for (auto& p : ps) p.mutable_grad() = at::Tensor();
+      model->forward(x).backward();
+      std::vector<at::Tensor> gs;
+      for (auto& p : ps) gs.push_back(p.grad());
+      at::_foreach_add_(steps, 1);
+      at::_fused_adamw_(ps, gs, ms, vs, {}, steps, 1e-4, 0.9, 0.999, 0.01, 1e-8, false, false);
+    }, kSteps, dev);
+    fmt::print("RESULT {{\"bench\": \"engine_cpu\", \"run\": \"libtorch\", \"tensors\": {}, \"step_ms\": {:.3f}, "
+               "\"cpu_ms\": {:.3f}}}\n", ps.size(), base.wall * 1e3, base.cpu * 1e3);
+  }
+  for (int stage = 0; stage <= 3; ++stage) {
+    auto model = std::make_shared<StressModel>(blocks, width);
+    zerotrain::EngineOptions opts;
+    opts.comm = zerotrain::make_single_comm();
+    opts.device = dev;
+    auto engine = zerotrain::initialize(model, fmt::format(
+        R"({{"train_micro_batch_size_per_gpu": 1, "optimizer": {{"type": "AdamW", "params": {{"lr": 1e-4,
+            "weight_decay": 0.01}}}}, "gradient_clipping": 1.0, "bf16": {{"enabled": true}},
+            "zero_optimization": {{"stage": {}, "overlap_comm": true}}}})", stage), opts);
+    const StepCost c = measure([&] {
+      engine.backward(engine.forward(x));
+      engine.step();
+    }, kSteps, dev);
+    const double extra = c.cpu - base.cpu;
+    fmt::print("RESULT {{\"bench\": \"engine_cpu\", \"run\": \"zerotrain_stage{}\", \"tensors\": {}, "
+               "\"step_ms\": {:.3f}, \"cpu_ms\": {:.3f}, \"engine_cpu_ms\": {:.3f}, \"engine_cpu_of_step\": {:.4f}, "
+               "\"step_vs_libtorch\": {:.3f}}}\n",
+               stage, model->parameters().size(), c.wall * 1e3, c.cpu * 1e3, extra * 1e3, extra / c.wall,
+               base.wall / c.wall);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string what = argc > 1 ? argv[1] : "";
+  // engine_cpu: waiting for the GPU sleeps instead of spinning, so the process CPU time counts work only (set
+  // before anything creates the CUDA context).
+  if (what == "engine_cpu" && cudaSetDeviceFlags(cudaDeviceScheduleBlockingSync) != cudaSuccess) {
+    (void)cudaGetLastError();  // no device: the CPU smoke run
+  }
+  if (what == "engine_cpu") {
+    // on CPU only as a smoke test of the benchmark itself: the figures mean nothing there
+    return bench_engine_cpu(std::stoll(arg(argc, argv, "--blocks", "256")), std::stoll(arg(argc, argv, "--width", "1024")),
+                            std::stoll(arg(argc, argv, "--tokens", "8192")));
+  }
+  if (!at::hasCUDA()) {
+    fmt::print(stderr, "micro_bench {}: needs a CUDA device\n", what);
+    return 2;
+  }
+  if (what == "opt") return bench_opt(std::stoll(arg(argc, argv, "--numel", "1000000000")));
+  if (what == "comm") return bench_comm();
+  fmt::print(stderr, "micro_bench: first argument {}: allowed opt, comm, engine_cpu\n", what.empty() ? "(none)" : what);
+  return 2;
+}
