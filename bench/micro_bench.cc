@@ -4,8 +4,9 @@
 //   micro_bench opt [--numel N]      one GPU: the optimizer step on a shard of N fp32 elements against a device copy
 //   zerotrain launch --no_local_rank micro_bench comm
 //                                    every GPU: zerotrain's collectives against raw NCCL calls at zerotrain's sizes
-//   micro_bench engine_cpu [--blocks B --width D --tokens T]
+//   micro_bench engine_cpu [--blocks B --width D --tokens T --count-ops TOP]
 //                                    one GPU: the engine's host CPU time per step on a model of 2B small tensors
+//                                    (--count-ops: the TOP most called ATen operators of one step of each run)
 //
 // opt: bandwidth = the bytes the step must move / its time. The Adam step reads param, grad, exp_avg, exp_avg_sq and
 // writes param, exp_avg, exp_avg_sq (28 B/element); the ZeRO step adds the gradient norm's read (4) and the 16-bit
@@ -17,6 +18,7 @@
 // NCCL proxy thread spins in the measurement; every stage still runs its full bookkeeping (hooks, buckets, units).
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAEvent.h>
+#include <ATen/record_function.h>
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime.h>
@@ -28,6 +30,8 @@
 #include <cstring>
 #include <ctime>
 #include <functional>
+#include <map>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -252,6 +256,63 @@ struct StressModel : torch::nn::Module, zerotrain::Segmented {
   std::vector<torch::nn::Linear> layers;
 };
 
+// --count-ops: ATen operator calls per step, by name (every nesting level), to see what a stage adds per tensor.
+std::mutex g_ops_mutex;
+std::map<std::string, std::pair<int64_t, double>> g_ops;  // name -> (calls, inclusive wall seconds)
+bool g_counting = false;
+
+struct OpStart : at::ObserverContext {
+  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+};
+
+std::unique_ptr<at::ObserverContext> count_op(const at::RecordFunction& fn) {
+  if (!g_counting) return nullptr;
+  {
+    std::lock_guard<std::mutex> lock(g_ops_mutex);
+    ++g_ops[fn.name()].first;
+  }
+  return std::make_unique<OpStart>();
+}
+
+void time_op(const at::RecordFunction& fn, at::ObserverContext* ctx) {
+  if (ctx == nullptr) return;
+  const double dt =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - static_cast<OpStart*>(ctx)->t0).count();
+  std::lock_guard<std::mutex> lock(g_ops_mutex);
+  g_ops[fn.name()].second += dt;
+}
+
+// Runs `step` once with counting on and prints the `top` most frequent operators.
+void print_op_counts(const char* run, const std::function<void()>& step, int top) {
+  static bool installed = false;
+  if (!installed) {
+    at::addGlobalCallback(at::RecordFunctionCallback(count_op, time_op).scopes(
+        {at::RecordScope::FUNCTION, at::RecordScope::BACKWARD_FUNCTION, at::RecordScope::USER_SCOPE}));
+    installed = true;
+  }
+  g_ops.clear();
+  g_counting = true;
+  step();
+  g_counting = false;
+  std::vector<std::pair<int64_t, std::string>> rows;
+  std::vector<std::pair<double, std::string>> timed;
+  int64_t total = 0;
+  for (const auto& [name, v] : g_ops) {
+    rows.emplace_back(v.first, name);
+    timed.emplace_back(v.second, name);
+    total += v.first;
+  }
+  std::sort(rows.rbegin(), rows.rend());
+  std::sort(timed.rbegin(), timed.rend());
+  fmt::print("OPS {} calls {}:", run, total);
+  for (int i = 0; i < top && i < static_cast<int>(rows.size()); ++i) fmt::print(" {}={}", rows[i].second, rows[i].first);
+  fmt::print("\nOPS {} inclusive ms:", run);
+  for (int i = 0; i < top && i < static_cast<int>(timed.size()); ++i) {
+    fmt::print(" {}={:.3f}/{}", timed[i].second, timed[i].first * 1e3, g_ops[timed[i].second].first);
+  }
+  fmt::print("\n");
+}
+
 double process_cpu_seconds() {
   timespec ts{};
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
@@ -283,7 +344,7 @@ StepCost measure(const std::function<void()>& step, int steps, const c10::Device
   return {wall[wall.size() / 2], cpu[cpu.size() / 2]};
 }
 
-int bench_engine_cpu(int64_t blocks, int64_t width, int64_t tokens) {
+int bench_engine_cpu(int64_t blocks, int64_t width, int64_t tokens, int count_ops) {
   const c10::Device dev = at::hasCUDA() ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
   const int kSteps = 20;
   at::manual_seed(0);
@@ -300,14 +361,16 @@ int bench_engine_cpu(int64_t blocks, int64_t width, int64_t tokens) {
     }
     std::vector<at::Tensor> steps;  // one step count per parameter, as the fused kernels want
     for (size_t k = 0; k < ps.size(); ++k) steps.push_back(at::zeros({}, at::TensorOptions(at::kFloat).device(dev)));
-    base = measure([&] {
+    auto step_fn = [&] {
       for (auto& p : ps) p.mutable_grad() = at::Tensor();
       model->forward(x).backward();
       std::vector<at::Tensor> gs;
       for (auto& p : ps) gs.push_back(p.grad());
       at::_foreach_add_(steps, 1);
       at::_fused_adamw_(ps, gs, ms, vs, {}, steps, 1e-4, 0.9, 0.999, 0.01, 1e-8, false, false);
-    }, kSteps, dev);
+    };
+    base = measure(step_fn, kSteps, dev);
+    if (count_ops) print_op_counts("libtorch", step_fn, count_ops);
     fmt::print("RESULT {{\"bench\": \"engine_cpu\", \"run\": \"libtorch\", \"tensors\": {}, \"step_ms\": {:.3f}, "
                "\"cpu_ms\": {:.3f}}}\n", ps.size(), base.wall * 1e3, base.cpu * 1e3);
   }
@@ -320,10 +383,12 @@ int bench_engine_cpu(int64_t blocks, int64_t width, int64_t tokens) {
         R"({{"train_micro_batch_size_per_gpu": 1, "optimizer": {{"type": "AdamW", "params": {{"lr": 1e-4,
             "weight_decay": 0.01}}}}, "gradient_clipping": 1.0, "bf16": {{"enabled": true}},
             "zero_optimization": {{"stage": {}, "overlap_comm": true}}}})", stage), opts);
-    const StepCost c = measure([&] {
+    auto step_fn = [&] {
       engine.backward(engine.forward(x));
       engine.step();
-    }, kSteps, dev);
+    };
+    const StepCost c = measure(step_fn, kSteps, dev);
+    if (count_ops) print_op_counts(fmt::format("zerotrain_stage{}", stage).c_str(), step_fn, count_ops);
     const double extra = c.cpu - base.cpu;
     fmt::print("RESULT {{\"bench\": \"engine_cpu\", \"run\": \"zerotrain_stage{}\", \"tensors\": {}, "
                "\"step_ms\": {:.3f}, \"cpu_ms\": {:.3f}, \"engine_cpu_ms\": {:.3f}, \"engine_cpu_of_step\": {:.4f}, "
@@ -346,7 +411,8 @@ int main(int argc, char** argv) {
   if (what == "engine_cpu") {
     // on CPU only as a smoke test of the benchmark itself: the figures mean nothing there
     return bench_engine_cpu(std::stoll(arg(argc, argv, "--blocks", "256")), std::stoll(arg(argc, argv, "--width", "1024")),
-                            std::stoll(arg(argc, argv, "--tokens", "8192")));
+                            std::stoll(arg(argc, argv, "--tokens", "8192")),
+                            std::stoi(arg(argc, argv, "--count-ops", "0")));
   }
   if (!at::hasCUDA()) {
     fmt::print(stderr, "micro_bench {}: needs a CUDA device\n", what);

@@ -138,11 +138,8 @@ void GradReducer::launch(int b) {
   at::Tensor dest = grad_shard().narrow(0, bucket.shard_offset, bucket.chunk);
   auto work = comm_->reduce_scatter_async(out, in, ReduceOp::kSum);
   in_flight_.push_back({std::move(work), [in, out, dest, post]() mutable {
-                          if (post != 1.0) {
-                            dest.add_(out.to(at::kFloat), post);
-                          } else {
-                            dest.add_(out.to(at::kFloat));
-                          }
+                          // fp32 += 16-bit: one kernel that widens as it adds (exact), no fp32 temporary
+                          dest.add_(out, post);
                           (void)in;  // keeps the input alive until the collective is done
                         }});
 }
@@ -163,7 +160,7 @@ void GradReducer::launch_late(int b) {
   at::Tensor dest = grad_shard().narrow(0, bucket.shard_offset, bucket.chunk);
   auto work = comm_->reduce_scatter_async(out, in, ReduceOp::kSum);
   in_flight_.push_back({std::move(work), [in, out, dest, post]() mutable {
-                          dest.add_(out.to(at::kFloat), post);
+                          dest.add_(out, post);
                           (void)in;
                         }});
 }
