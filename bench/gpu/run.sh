@@ -11,7 +11,8 @@
 # the C++ model's runs.
 # ZT_MICRO=0 skips the micro-benchmarks (bench/micro_bench.cc); ZT_FLOOR=0 the compute floors
 # (bench/peers/floor_anchor.py: the HF model's forward + backward on one GPU, no sharding, no optimizer); ZT_DS=0 skips
-# DeepSpeed (from .dspkgs/, scripts/fetch_deepspeed.sh; carry [".deps", ".dspkgs"]), ZT_DS_STAGES picks its stages.
+# DeepSpeed (from .dspkgs/, scripts/fetch_deepspeed.sh; carry [".deps", ".dspkgs"]), ZT_DS_STAGES picks its stages;
+# ZT_SCALE=1 trains the 1.1B at 2 GPUs and at all GPUs (issue 8: bench/gpu/scaling.py).
 set -uo pipefail
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -131,6 +132,20 @@ if [ "${ZT_BENCH:-1}" = 1 ]; then
   fi
 fi
 
+if [ "${ZT_SCALE:-0}" = 1 ]; then
+  # Issue 8: the 1.1B at 2 GPUs and at every GPU of this machine, same run: scaling efficiency and model state per GPU
+  # (bench/gpu/scaling.py prints the table).
+  STEPS="${ZT_STEPS:-10}"
+  SHAPE="--layers 22 --hidden 2048 --heads 32 --kv_heads 4 --ffn 5632 --vocab 32000 --seq 2048 --mb 4"
+  for world in $(printf '%s\n' 2 "$NGPU" | sort -nu); do
+    for mode in ${ZT_SCALE_MODES:-fsdp2 zerotrain_stage1 zerotrain_stage2 zerotrain_stage3}; do
+      $PY -m torch.distributed.run --standalone --nproc_per_node "$world" bench/peers/train_anchor.py --mode $mode \
+        $SHAPE --steps "$STEPS" >"$OUT/scale_${mode}_w$world.log" 2>&1
+      note "$(grep RESULT "$OUT/scale_${mode}_w$world.log" | sed "s/RESULT /RESULT w$world /" || echo "scale $mode world $world: failed: $(tail -2 "$OUT/scale_${mode}_w$world.log")")"
+    done
+  done
+fi
+
 if [ "${ZT_BENCH_8B:-0}" = 1 ]; then
   STEPS="${ZT_STEPS:-10}"
   SHAPE8="--layers 32 --hidden 4096 --heads 32 --kv_heads 8 --ffn 14336 --vocab 128256 --seq 8192 --mb 2 --ckpt"
@@ -174,3 +189,4 @@ echo
 echo "================================ summary ================================"
 printf '%s\n' "${summary[@]}"
 printf '%s\n' "${summary[@]}" | $PY bench/gpu/ratios.py
+[ "${ZT_SCALE:-0}" = 1 ] && printf '%s\n' "${summary[@]}" | $PY bench/gpu/scaling.py

@@ -15,6 +15,7 @@
 #include <unordered_set>
 
 #include "checkpoint/checkpoint.h"
+#include "engine/host_clock.h"
 #include "checkpoint/safetensors.h"
 #include "lr/lr_schedule.h"
 #include "zero/flat_layout.h"
@@ -309,6 +310,7 @@ at::Tensor Engine::cast_tensor(const at::Tensor& t) const {
 }
 
 void Engine::backward(const at::Tensor& loss) {
+  detail::HostScope host;
   Impl& m = *impl_;
   TORCH_CHECK(loss.defined() && loss.numel() == 1, "Engine::backward: loss must be a scalar tensor, got shape ",
               loss.defined() ? loss.sizes() : at::IntArrayRef{});
@@ -318,6 +320,7 @@ void Engine::backward(const at::Tensor& loss) {
   m.in_backward = true;
   if (m.whole_module_unit) m.units->acquire_all();
   try {
+    detail::HostPause model_backward;  // the model's backward; the engine's hooks in it count themselves
     (loss.to(at::kFloat) * factor).backward();
   } catch (...) {
     m.in_backward = false;
@@ -331,6 +334,7 @@ void Engine::backward(const at::Tensor& loss) {
 }
 
 void Engine::begin_forward() {
+  detail::HostScope host;
   if (impl_->whole_module_unit) impl_->units->acquire_all();
 }
 
@@ -356,10 +360,12 @@ void Engine::end_segment() {
 }
 
 void Engine::end_forward() noexcept {
+  detail::HostScope host;
   if (impl_->whole_module_unit) impl_->units->release_all();
 }
 
 void Engine::step() {
+  detail::HostScope host;
   Impl& m = *impl_;
   if (is_gradient_accumulation_boundary()) {
     const double lr = m.lr();
@@ -382,6 +388,7 @@ bool Engine::is_gradient_accumulation_boundary() const {
 }
 
 void Engine::zero_grad() {
+  detail::HostScope host;
   for (auto& p : impl_->params) {
     if (p.grad().defined()) p.mutable_grad().reset();
   }

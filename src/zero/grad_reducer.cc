@@ -6,6 +6,8 @@
 
 #include <algorithm>
 
+#include "engine/host_clock.h"
+
 namespace zerotrain::detail {
 namespace {
 
@@ -53,6 +55,7 @@ GradReducer::~GradReducer() {
 }
 
 void GradReducer::begin_backward(bool boundary) {
+  HostScope host;
   std::lock_guard<std::mutex> lock(mu_);
   TORCH_INTERNAL_ASSERT(in_flight_.empty() && next_launch_ == 0, "begin_backward while a backward is in progress");
   reduce_this_step_ = settings_.stage >= 2 || boundary;
@@ -63,6 +66,7 @@ void GradReducer::begin_backward(bool boundary) {
 }
 
 void GradReducer::on_grad_ready(int p) {
+  HostScope host;
   std::lock_guard<std::mutex> lock(mu_);
   at::Tensor& param = params_[p];
   at::Tensor grad = param.grad();
@@ -166,6 +170,7 @@ void GradReducer::launch_late(int b) {
 }
 
 void GradReducer::end_backward() {
+  HostScope host;
   std::lock_guard<std::mutex> lock(mu_);
   if (reduce_this_step_) {
     // Unused parameters never report: their buckets go now, in order, with zeros for them.
@@ -182,6 +187,7 @@ void GradReducer::end_backward() {
 }
 
 void GradReducer::zero() {
+  HostScope host;
   if (acc_.defined()) acc_.zero_();
   if (settings_.stage >= 2) {
     // Between optimizer steps stages 2-3 hold no gradients (as FSDP after zero_grad(set_to_none=True)): 4 bytes per

@@ -1,5 +1,6 @@
 #include "zero/param_units.h"
 
+#include "engine/host_clock.h"
 #include "torch/storage.h"
 
 #include <torch/csrc/autograd/autograd.h>
@@ -265,6 +266,7 @@ void ParamUnits::prefetch(bool backward, int64_t position) {
 }
 
 at::Tensor ParamUnits::run_segment(int s, const SegmentFunction& fn, const at::Tensor& input, bool checkpoint) {
+  HostScope host;
   std::unique_lock<std::recursive_mutex> lock(mu_);
   TORCH_CHECK(s >= 0 && s < static_cast<int>(units_of_.size()), "stage 3: segment ", s, " is not one of the ",
               units_of_.size(), " segments");
@@ -275,7 +277,12 @@ at::Tensor ParamUnits::run_segment(int s, const SegmentFunction& fn, const at::T
       ParamUnits* self;
       ~End() { self->end_segment(); }
     } end{this};
-    at::Tensor out = fn(segment_input(input));
+    const at::Tensor in = segment_input(input);
+    at::Tensor out;
+    {
+      HostPause model_forward;
+      out = fn(in);
+    }
     segment_output(out);
     return out;
   }
@@ -290,14 +297,17 @@ at::Tensor ParamUnits::run_segment(int s, const SegmentFunction& fn, const at::T
     ~Release() { self->release(units, /*backward=*/false, k); }
   } release_after{this, units, k};
   // Backward gathers, recomputes and frees inside the recompute node.
+  HostPause model_forward;  // checkpoint_segment runs the model's forward
   return checkpoint_segment(
       fn, input,
       [this, k] {
+        HostScope host;
         std::lock_guard<std::recursive_mutex> l(mu_);
         acquire(units_of_[invocations_[k].segment]);
         prefetch(/*backward=*/true, k);
       },
       [this, k] {
+        HostScope host;
         std::lock_guard<std::recursive_mutex> l(mu_);
         Invocation& inv = invocations_[k];
         inv.backward_done = true;
@@ -313,6 +323,7 @@ int64_t ParamUnits::record_invocation(int s) {
 }
 
 void ParamUnits::begin_segment(int s, bool record, bool recompute) {
+  HostScope host;
   std::lock_guard<std::recursive_mutex> lock(mu_);
   TORCH_CHECK(s >= 0 && s < static_cast<int>(units_of_.size()), "stage 3: segment ", s, " is not one of the ",
               units_of_.size(), " segments");
@@ -339,6 +350,7 @@ void ParamUnits::begin_segment(int s, bool record, bool recompute) {
 }
 
 at::Tensor ParamUnits::segment_input(const at::Tensor& x) {
+  HostScope host;
   std::lock_guard<std::recursive_mutex> lock(mu_);
   TORCH_CHECK(!open_.empty(), "stage 3: segment_input outside begin_segment/end_segment");
   const Open& open = open_.back();
@@ -351,6 +363,7 @@ at::Tensor ParamUnits::segment_input(const at::Tensor& x) {
 }
 
 void ParamUnits::segment_output(const at::Tensor& y) {
+  HostScope host;
   std::lock_guard<std::recursive_mutex> lock(mu_);
   TORCH_CHECK(!open_.empty(), "stage 3: segment_output outside begin_segment/end_segment");
   const int64_t k = open_.back().invocation;
@@ -359,6 +372,7 @@ void ParamUnits::segment_output(const at::Tensor& y) {
 }
 
 void ParamUnits::end_segment() {
+  HostScope host;
   std::lock_guard<std::recursive_mutex> lock(mu_);
   TORCH_CHECK(!open_.empty(), "stage 3: end_segment without begin_segment");
   const Open open = open_.back();
@@ -384,6 +398,7 @@ void ParamUnits::end_segment() {
 }
 
 void ParamUnits::on_pre_backward(int64_t k) {
+  HostScope host;
   std::lock_guard<std::recursive_mutex> lock(mu_);
   Invocation& inv = invocations_.at(k);
   if (inv.acquired_for_backward || inv.backward_done) return;
@@ -393,6 +408,7 @@ void ParamUnits::on_pre_backward(int64_t k) {
 }
 
 void ParamUnits::on_post_backward(int64_t k) {
+  HostScope host;
   std::lock_guard<std::recursive_mutex> lock(mu_);
   Invocation& inv = invocations_.at(k);
   // Every input's gradient must have arrived: one that is used only late in the segment's forward gets its
@@ -405,6 +421,7 @@ void ParamUnits::on_post_backward(int64_t k) {
 }
 
 void ParamUnits::acquire_all() {
+  HostScope host;
   std::lock_guard<std::recursive_mutex> lock(mu_);
   std::vector<int> all;
   for (int u = 0; u < num_units(); ++u) all.push_back(u);
@@ -412,6 +429,7 @@ void ParamUnits::acquire_all() {
 }
 
 void ParamUnits::release_all() {
+  HostScope host;
   std::lock_guard<std::recursive_mutex> lock(mu_);
   for (int u = 0; u < num_units(); ++u) {
     Unit& unit = units_[u];
@@ -453,6 +471,7 @@ void ParamUnits::broadcast_from(int root) {
 }
 
 void ParamUnits::end_backward() {
+  HostScope host;
   std::lock_guard<std::recursive_mutex> lock(mu_);
   for (auto& inv : invocations_) {
     if (inv.acquired_for_backward) {  // a segment whose input needed no gradient (the embedding)
@@ -471,6 +490,7 @@ void ParamUnits::end_backward() {
 }
 
 void ParamUnits::after_step() {
+  HostScope host;
   std::lock_guard<std::recursive_mutex> lock(mu_);
   for (int u = 0; u < num_units(); ++u) {
     Unit& unit = units_[u];
