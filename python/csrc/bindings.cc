@@ -17,6 +17,7 @@
 #include "zerotrain/comm.h"
 #include "zerotrain/config.h"
 #include "zerotrain/engine.h"
+#include "zerotrain/profile.h"
 #include "zerotrain/segmented.h"
 #include "zerotrain/version.h"
 
@@ -161,6 +162,10 @@ PYBIND11_MODULE(_C, m) {
       py::arg("config"), py::arg("world_size"), py::arg("run_info"),
       "Validates a DeepSpeed config (path or JSON text) for world_size ranks; returns the effective config as JSON. "
       "Raises ConfigError naming every problem.");
+
+  m.def("engine_host_cpu_seconds", &zerotrain::engine_host_cpu_seconds,
+        "Host CPU seconds spent in zerotrain's C++ engine code in this process so far (hooks, gathers, reductions, "
+        "the optimizer step's launches), excluding the model's forward and backward and this package's Python hooks.");
 
   py::class_<PyEngine>(m, "Engine")
       .def(py::init([](const std::vector<ModuleEntry>& modules, std::vector<std::vector<at::Tensor>> segments,

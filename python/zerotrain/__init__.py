@@ -23,11 +23,13 @@ from .engine import ZeroTrainEngine, initialize
 from . import zero
 
 __version__ = _C.__version__
+engine_host_cpu_seconds = _C.engine_host_cpu_seconds
 
 __all__ = [
     "ConfigError",
     "ZeroTrainEngine",
     "add_config_arguments",
+    "engine_host_cpu_seconds",
     "init_distributed",
     "initialize",
     "zero",

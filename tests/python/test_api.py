@@ -150,3 +150,18 @@ def test_backward_and_step_argument_errors():
         engine.backward(engine(torch.randn(2, 4)))
     with pytest.raises(ValueError, match="client_state must be JSON-serializable"):
         engine.save_checkpoint("/nonexistent", client_state={"x": object()})
+
+
+def test_engine_host_clock_moves_with_engine_work_only():
+    engine, _, _, _ = zerotrain.initialize(model=tiny(), config=base_config(zero_optimization={"stage": 3}))
+    x, y = torch.randn(2, 4), torch.randn(2, 2)
+    before = zerotrain.engine_host_cpu_seconds()
+    loss = torch.nn.functional.mse_loss(engine(x), y)
+    engine.backward(loss)
+    engine.step()
+    spent = zerotrain.engine_host_cpu_seconds() - before
+    assert spent > 0
+    # user code between engine calls is not the engine's
+    before = zerotrain.engine_host_cpu_seconds()
+    torch.randn(512, 512) @ torch.randn(512, 512)
+    assert zerotrain.engine_host_cpu_seconds() == before
