@@ -83,12 +83,15 @@ void GradReducer::on_grad_ready(int p) {
     param.mutable_grad().reset();
     return;
   }
+  // One view call each (as_strided on the flat buffers, view on a contiguous gradient) rather than narrow/reshape's
+  // chains: this runs once per parameter and backward on small tensors is host-bound.
+  const at::Tensor flat_grad = grad.is_contiguous() ? grad.view({-1}) : grad.reshape({-1});
   if (settings_.stage <= 1) {
-    acc_.narrow(0, slot.offset, slot.numel).add_(grad.reshape({-1}));
+    acc_.as_strided({slot.numel}, {1}, acc_.storage_offset() + slot.offset).add_(flat_grad);
   } else {
     at::Tensor& staging = staging_[slot.bucket];
     if (!staging.defined()) staging = at::zeros({bucket.numel}, grad.options().dtype(settings_.comm_dtype));
-    staging.narrow(0, slot.offset - bucket.begin, slot.numel).add_(grad.reshape({-1}));
+    staging.as_strided({slot.numel}, {1}, staging.storage_offset() + slot.offset - bucket.begin).add_(flat_grad);
   }
   param.mutable_grad().reset();  // the flat buffers hold it now
   if (reported_[p]) return;      // a second part of the same gradient (see the note)

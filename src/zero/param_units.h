@@ -127,6 +127,9 @@ class ParamUnits {
     State state = State::kFree;
     std::vector<std::unique_ptr<CommWork>> works;
     std::vector<at::Tensor> sends;  // the cast chunks being sent, alive until the works finish
+    // Per bucket, made once: the bucket's range of `writer` (the gather's output; a view of the storage that
+    // gather/free reallocate, so it follows it) and this rank's chunk of the master shard (the gather's input).
+    std::vector<at::Tensor> gather_out, gather_in;
     int uses = 0;
   };
   struct Invocation {
