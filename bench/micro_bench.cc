@@ -119,7 +119,7 @@ int bench_opt(int64_t n) {
     at::Tensor copy = at::empty({n}, f32.dtype(at::kBFloat16));
     zerotrain::detail::AdamKernelArgs args{1e-4f, 0.9f, 0.1f, 0.999f, 0.001f, 1e-8f, 0.01f, 0.1f, 0.001f, true, 0.5f};
     const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-    for (int unroll : {1, 2, 4}) {
+    for (int unroll : {1, 2, 4, 8}) {
       for (bool streaming : {false, true}) {
         for (bool occupancy : {false, true}) {
           const AdamLaunch how{unroll, streaming, occupancy};

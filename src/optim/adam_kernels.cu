@@ -151,13 +151,15 @@ void launch(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, 
   using One = std::integral_constant<int, 1>;
   using Two = std::integral_constant<int, 2>;
   using Four = std::integral_constant<int, 4>;
+  using Eight = std::integral_constant<int, 8>;
   using On = std::true_type;
   using Off = std::false_type;
   switch (how.unroll) {
     case 1: return how.streaming ? go(One{}, On{}) : go(One{}, Off{});
     case 2: return how.streaming ? go(Two{}, On{}) : go(Two{}, Off{});
     case 4: return how.streaming ? go(Four{}, On{}) : go(Four{}, Off{});
-    default: TORCH_CHECK(false, "adam_step_cuda: AdamLaunch::unroll ", how.unroll, "; allowed: 1, 2, 4");
+    case 8: return how.streaming ? go(Eight{}, On{}) : go(Eight{}, Off{});
+    default: TORCH_CHECK(false, "adam_step_cuda: AdamLaunch::unroll ", how.unroll, "; allowed: 1, 2, 4, 8");
   }
 }
 

@@ -36,7 +36,7 @@ struct ParamCopy {
 // Measured on H200 (1e9 elements, docs/performance.md): unroll 4, plain loads, occupancy grid 94.7% of a device
 // copy's bandwidth (93.6% with the bf16 copy); streaming hints cost 7% with the copy.
 struct AdamLaunch {
-  int unroll = 4;  // 1, 2 or 4
+  int unroll = 4;  // 1, 2, 4 or 8
   bool streaming = false;
   bool occupancy_grid = true;
 };
