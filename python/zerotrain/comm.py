@@ -3,6 +3,7 @@ else one made here from the launcher's environment, as deepspeed.init_distribute
 import atexit
 import datetime
 import os
+import time
 
 import torch
 import torch.distributed as dist
@@ -10,13 +11,35 @@ import torch.distributed as dist
 _DEFAULT_TIMEOUT = datetime.timedelta(minutes=30)  # DeepSpeed's default
 
 
+_EXIT_KEY = "zerotrain/exited"
+_EXIT_WAIT_S = 30.0
+
+
 def _shutdown():
     """At exit, for a process group made by init_distributed: release the engines that use it, then destroy it
-    (atexit runs this before the handlers registered earlier, torch's among them)."""
+    (atexit runs this before the handlers registered earlier, torch's among them).
+
+    Rank 0's process hosts the rendezvous store (a TCPStore) that every rank's group was built on. A rank still
+    tearing its group down when rank 0's process has already exited loses that store under its feet; a rank was seen
+    to abort at exit that way ("terminate called without an active exception", twice in CI under load). So every
+    rank reports its teardown in the store, and rank 0 leaves only when all have (or after _EXIT_WAIT_S)."""
     from .engine import release_engines
     release_engines()
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    if not dist.is_initialized():
+        return
+    world, rank = dist.get_world_size(), dist.get_rank()
+    store = dist.distributed_c10d._get_default_store() if world > 1 else None
+    dist.destroy_process_group()
+    if store is None:
+        return
+    try:
+        store.add(_EXIT_KEY, 1)
+        if rank == 0:
+            deadline = time.monotonic() + _EXIT_WAIT_S
+            while store.add(_EXIT_KEY, 0) < world and time.monotonic() < deadline:
+                time.sleep(0.005)
+    except Exception:  # a rank whose store is already gone has nothing left to protect
+        pass
 
 
 def _default_backend():
