@@ -12,38 +12,21 @@ Prints one RESULT line.
 import argparse, json, time
 import torch
 
+from llama_shape import add_shape_args, make_llama
+
 p = argparse.ArgumentParser()
-p.add_argument("--hidden", type=int, default=2048)
-p.add_argument("--layers", type=int, default=22, help="depth to extrapolate to")
-p.add_argument("--heads", type=int, default=32)
-p.add_argument("--kv_heads", type=int, default=4)
-p.add_argument("--ffn", type=int, default=5632)
-p.add_argument("--vocab", type=int, default=32000)
-p.add_argument("--seq", type=int, default=2048)
-p.add_argument("--mb", type=int, default=4)
-p.add_argument("--steps", type=int, default=8)
-p.add_argument("--warmup", type=int, default=3)
-p.add_argument("--ckpt", action="store_true", help="activation checkpointing")
+add_shape_args(p, steps=8, warmup=3)  # --layers: the depth to extrapolate to
 p.add_argument("--depths", default="2,4", help="two depths to time")
 p.add_argument("--profile", type=int, default=0, help="print the N kernels with the most GPU time in one step at the "
                "second depth, grouped (GEMM, attention, elementwise, ...), as shares of the step's kernel time")
 a = p.parse_args()
-
-from transformers import LlamaConfig, LlamaForCausalLM
 
 dev = torch.device("cuda", 0)
 
 
 def time_depth(layers):
     torch.manual_seed(0)
-    cfg = LlamaConfig(hidden_size=a.hidden, num_hidden_layers=layers, num_attention_heads=a.heads,
-                      num_key_value_heads=a.kv_heads, intermediate_size=a.ffn, vocab_size=a.vocab,
-                      max_position_embeddings=a.seq, tie_word_embeddings=False)
-    cfg._attn_implementation = "sdpa"
-    with torch.device(dev):
-        model = LlamaForCausalLM(cfg).to(torch.bfloat16)
-    if a.ckpt:
-        model.gradient_checkpointing_enable()
+    model = make_llama(a, dev, layers).to(torch.bfloat16)
     model.train()
     times = []
     for s in range(a.warmup + a.steps):

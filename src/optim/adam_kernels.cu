@@ -126,13 +126,15 @@ void launch_with(float* param, const float* grad, float* exp_avg, float* exp_avg
   const int64_t items = vectorize ? (n / cuda::kVec + kUnroll - 1) / kUnroll : n;  // thread-iterations
   int blocks = cuda::grid_blocks(items);
   if (occupancy_grid) {
-    // Exactly the blocks that can be resident at once: one wave, every block busy until the end.
-    int device = 0, num_sms = 0, per_sm = 0;
-    C10_CUDA_CHECK(cudaGetDevice(&device));
-    C10_CUDA_CHECK(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, device));
-    C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, cuda::kThreads, 0));
+    // Exactly the blocks that can be resident at once: one wave, every block busy until the end. Resident blocks
+    // per SM depend on the kernel's registers only: asked once per kernel, not on every step.
+    static const int per_sm = [&] {
+      int n = 0;
+      C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, cuda::kThreads, 0));
+      return std::max(n, 1);
+    }();
     blocks = static_cast<int>(std::max<int64_t>(
-        1, std::min<int64_t>((items + cuda::kThreads - 1) / cuda::kThreads, int64_t{num_sms} * std::max(per_sm, 1))));
+        1, std::min<int64_t>((items + cuda::kThreads - 1) / cuda::kThreads, int64_t{cuda::num_sms()} * per_sm)));
   }
   kernel<<<blocks, cuda::kThreads, 0, stream>>>(param, grad, exp_avg, exp_avg_sq, copy, n, vectorize, AdamMath{args});
   C10_CUDA_KERNEL_LAUNCH_CHECK();

@@ -33,12 +33,17 @@ inline bool all_aligned16(const Arrays<kOut, kIn>& a) {
 
 // Blocks for a grid-stride loop that wants `wanted` blocks: enough to fill every SM a few times over (a resident
 // wave is 2048 threads per SM on Hopper), not more; the loop covers the rest, which amortises per-block setup.
-inline int capped_blocks(int64_t wanted) {
+// Streaming multiprocessors of the current device.
+inline int num_sms() {
   int device = 0;
   C10_CUDA_CHECK(cudaGetDevice(&device));
-  int num_sms = 0;
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, device));
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(wanted, int64_t{num_sms} * 8)));
+  int count = 0;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+  return count;
+}
+
+inline int capped_blocks(int64_t wanted) {
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(wanted, int64_t{num_sms()} * 8)));
 }
 
 // Blocks for a grid-stride loop over `num_items` items of one thread each.

@@ -99,7 +99,6 @@ ParamUnits::ParamUnits(const FlatLayout& layout, std::vector<at::Tensor> params,
   TORCH_INTERNAL_ASSERT(persistent.size() == layout_.groups().size());
   const auto opts = options;
   shard_ = at::empty({layout_.shard_numel()}, opts.dtype(at::kFloat));
-  const int rank = layout_.rank();
   at::NoGradGuard no_grad;
   units_.resize(layout_.groups().size());
   for (size_t u = 0; u < units_.size(); ++u) {
@@ -117,9 +116,7 @@ ParamUnits::ParamUnits(const FlatLayout& layout, std::vector<at::Tensor> params,
       const Bucket& bucket = layout_.buckets()[b];
       unit.gather_out.push_back(unit.writer.narrow(0, bucket.begin - unit.begin, bucket.numel));
       unit.gather_in.push_back(shard_.narrow(0, bucket.shard_offset, bucket.chunk));
-    }
-    for (int b = unit.first_bucket; b < unit.end_bucket; ++b) {
-      for (int p : layout_.buckets()[b].params) {
+      for (int p : bucket.params) {
         const ParamSlot& slot = layout_.slots()[p];
         at::Tensor view = unit.full.narrow(0, slot.offset - unit.begin, slot.numel).view(params_[p].sizes());
         if (materialize && holds_no_data(params_[p])) {
@@ -131,11 +128,7 @@ ParamUnits::ParamUnits(const FlatLayout& layout, std::vector<at::Tensor> params,
       }
     }
     comm_->broadcast(unit.writer, 0);  // rank 0's values win, as at every stage
-    for (int b = unit.first_bucket; b < unit.end_bucket; ++b) {
-      const Bucket& bucket = layout_.buckets()[b];
-      shard_.narrow(0, bucket.shard_offset, bucket.chunk)
-          .copy_(unit.writer.narrow(0, bucket.begin - unit.begin + rank * bucket.chunk, bucket.chunk));
-    }
+    for (size_t k = 0; k < unit.gather_in.size(); ++k) unit.gather_in[k].copy_(own_chunk(unit, k));
     unit.state = State::kReady;
     if (!unit.persistent) free(static_cast<int>(u));
   }
@@ -459,16 +452,14 @@ void ParamUnits::with_unit_gathered(int u, const std::function<void()>& fn) {
 void ParamUnits::broadcast_from(int root) {
   std::lock_guard<std::recursive_mutex> lock(mu_);
   at::NoGradGuard no_grad;
-  const int rank = layout_.rank();
   for (int u = 0; u < num_units(); ++u) {
     Unit& unit = units_[u];
     TORCH_INTERNAL_ASSERT(unit.state != State::kFree, "broadcast_from: unit ", u, " is not gathered");
     wait(u);
     comm_->broadcast(unit.writer, root);
-    for (int b = unit.first_bucket; b < unit.end_bucket; ++b) {
-      const Bucket& bucket = layout_.buckets()[b];
-      at::Tensor master = shard_.narrow(0, bucket.shard_offset, bucket.chunk);
-      at::Tensor value = unit.writer.narrow(0, bucket.begin - unit.begin + rank * bucket.chunk, bucket.chunk);
+    for (size_t k = 0; k < unit.gather_in.size(); ++k) {
+      at::Tensor& master = unit.gather_in[k];
+      const at::Tensor value = own_chunk(unit, k);
       // Only parameters that changed take their 16-bit value: the others keep their fp32 precision.
       master.copy_(at::where(value != master.to(value.scalar_type()), value.to(at::kFloat), master));
     }

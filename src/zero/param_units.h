@@ -146,6 +146,11 @@ class ParamUnits {
 
   // Appends an invocation of segment s to this step's order (noting a departure from the previous step's).
   int64_t record_invocation(int s);
+  // This rank's chunk of bucket k of the unit, within the unit's buffer (what its master shard piece holds).
+  at::Tensor own_chunk(const Unit& unit, size_t k) const {
+    const int64_t chunk = unit.gather_in[k].numel();
+    return unit.gather_out[k].narrow(0, layout_.rank() * chunk, chunk);
+  }
   void gather_async(int u);
   void launch_gather(Unit& unit);  // all-gathers every bucket of an allocated unit
   void wait(int u);
