@@ -5,8 +5,16 @@ import datetime
 import os
 import time
 
+import sys
+import types
+
 import torch
 import torch.distributed as dist
+# torch.distributed.nn.functional takes `group=group.WORLD` as a default argument, evaluated when it is first
+# imported: imported after init_process_group (torch.distributed._shard imports it; transformers imports that when it
+# builds a model), it keeps the default group alive after destroy_process_group. Imported now, before any group
+# exists, its defaults are None (the default group at call time). _shutdown releases such captures made elsewhere.
+import torch.distributed.nn  # noqa: F401
 
 _DEFAULT_TIMEOUT = datetime.timedelta(minutes=30)  # DeepSpeed's default
 
@@ -15,21 +23,68 @@ _EXIT_KEY = "zerotrain/exited"
 _EXIT_WAIT_S = 30.0
 
 
-def _shutdown():
-    """At exit, for a process group made by init_distributed: release the engines that use it, then destroy it
-    (atexit runs this before the handlers registered earlier, torch's among them).
+def _release_captured_groups():
+    """Drops the references that module-level functions hold, as default arguments, to process groups already
+    destroyed; returns how many.
 
-    Rank 0's process hosts the rendezvous store (a TCPStore) that every rank's group was built on. A rank still
-    tearing its group down when rank 0's process has already exited loses that store under its feet; a rank was seen
-    to abort at exit that way ("terminate called without an active exception", twice in CI under load). So every
-    rank reports its teardown in the store, and rank 0 leaves only when all have (or after _EXIT_WAIT_S)."""
+    A function defined as `def f(..., group=dist.group.WORLD)` in a module imported after init_process_group holds
+    the default group for the life of the program. Its gloo backend then outlives destroy_process_group, and its
+    worker threads live on into interpreter finalization: one that finishes a collective then (and releases a tensor
+    owned by a Python object) needs the GIL, and Python ends such a thread with pthread_exit, which aborts the
+    process ("terminate called without an active exception"; seen in CI at the exit of Hugging Face workers, where
+    transformers had imported torch.distributed.nn.functional after the group was made). A destroyed group is
+    useless to those functions, so the default becomes None (the default group at call time)."""
+    live = {id(pg) for pg in dist.distributed_c10d._world.pg_map}
+    released = 0
+
+    def dead(v):
+        return isinstance(v, dist.ProcessGroup) and id(v) not in live
+
+    def scrub(fn):
+        nonlocal released
+        defaults = fn.__defaults__
+        if defaults and any(dead(v) for v in defaults):
+            released += sum(dead(v) for v in defaults)
+            fn.__defaults__ = tuple(None if dead(v) else v for v in defaults)
+        kw = fn.__kwdefaults__
+        if kw and any(dead(v) for v in kw.values()):
+            released += sum(dead(v) for v in kw.values())
+            fn.__kwdefaults__ = {k: (None if dead(v) else v) for k, v in kw.items()}
+
+    for module in list(sys.modules.values()):
+        namespace = getattr(module, "__dict__", None)
+        if not isinstance(namespace, dict):
+            continue
+        for value in list(namespace.values()):
+            if isinstance(value, types.FunctionType):
+                scrub(value)
+            elif isinstance(value, type) and value.__module__ == getattr(module, "__name__", None):
+                for member in list(vars(value).values()):
+                    if isinstance(member, (staticmethod, classmethod)):
+                        member = member.__func__
+                    if isinstance(member, types.FunctionType):
+                        scrub(member)
+    return released
+
+
+def _shutdown():
+    """At exit, for a process group made by init_distributed: release the engines that use it, destroy it (atexit
+    runs this before the handlers registered earlier, torch's among them), and release what still holds a
+    destroyed group (_release_captured_groups), so that its gloo threads are joined before the interpreter is
+    finalized.
+
+    Rank 0's process hosts the rendezvous store (a TCPStore) that every rank's group was built on; every rank reports
+    its teardown in the store, and rank 0 leaves only when all have (or after _EXIT_WAIT_S), so that no rank loses
+    the store while it tears its group down."""
     from .engine import release_engines
     release_engines()
     if not dist.is_initialized():
+        _release_captured_groups()  # the script destroyed its group itself
         return
     world, rank = dist.get_world_size(), dist.get_rank()
     store = dist.distributed_c10d._get_default_store() if world > 1 else None
     dist.destroy_process_group()
+    _release_captured_groups()
     if store is None:
         return
     try:

@@ -56,3 +56,11 @@ def test_hugging_face_trainer_with_auto_config(launch, stage, bf16):
     # resume_from_checkpoint reproduces the uninterrupted run.
     rc, out = launch("trainer_worker.py", 2, "--stage", stage, *(["--bf16"] if bf16 else []))
     assert_passed(rc, out, 2 * 4 + 2)
+
+
+@pytest.mark.parametrize("flags", [[], ["--capture"], ["--capture", "--destroy"]])
+def test_no_gloo_thread_outlives_the_group_at_exit(launch, flags):
+    # A gloo worker thread alive at interpreter finalization aborted ranks at exit (CI: "terminate called without
+    # an active exception"); a module holding the default group as a default argument kept it alive.
+    rc, out = launch("exit_worker.py", 2, *flags)
+    assert_passed(rc, out, 2)
