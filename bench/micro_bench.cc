@@ -4,7 +4,7 @@
 //   micro_bench opt [--numel N]      one GPU: the optimizer step on a shard of N fp32 elements against a device copy
 //   zerotrain launch --no_local_rank micro_bench comm
 //                                    every GPU: zerotrain's collectives against raw NCCL calls at zerotrain's sizes
-//   micro_bench engine_cpu [--blocks B --width D --tokens T --count-ops TOP]
+//   micro_bench engine_cpu [--blocks B --width D --tokens T --count-ops TOP --persistence N --stages 0123]
 //                                    one GPU: the engine's host CPU time per step on a model of 2B small tensors
 //                                    (--count-ops: the TOP most called ATen operators of one step of each run)
 //
@@ -350,7 +350,8 @@ StepCost measure(const std::function<void()>& step, int steps, const c10::Device
   return {median(wall), median(cpu), median(engine)};
 }
 
-int bench_engine_cpu(int64_t blocks, int64_t width, int64_t tokens, int count_ops) {
+int bench_engine_cpu(int64_t blocks, int64_t width, int64_t tokens, int count_ops, int64_t persistence,
+                     const std::string& stages) {
   const c10::Device dev = at::hasCUDA() ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
   const int kSteps = 20;
   at::manual_seed(0);
@@ -381,6 +382,7 @@ int bench_engine_cpu(int64_t blocks, int64_t width, int64_t tokens, int count_op
                "\"cpu_ms\": {:.3f}}}\n", ps.size(), base.wall * 1e3, base.cpu * 1e3);
   }
   for (int stage = 0; stage <= 3; ++stage) {
+    if (stages.find(static_cast<char>('0' + stage)) == std::string::npos) continue;
     if (dev.is_cuda()) c10::cuda::CUDACachingAllocator::emptyCache();  // each run starts from the same allocator state
     auto model = std::make_shared<StressModel>(blocks, width);
     zerotrain::EngineOptions opts;
@@ -389,7 +391,9 @@ int bench_engine_cpu(int64_t blocks, int64_t width, int64_t tokens, int count_op
     auto engine = zerotrain::initialize(model, fmt::format(
         R"({{"train_micro_batch_size_per_gpu": 1, "optimizer": {{"type": "AdamW", "params": {{"lr": 1e-4,
             "weight_decay": 0.01}}}}, "gradient_clipping": 1.0, "bf16": {{"enabled": true}},
-            "zero_optimization": {{"stage": {}, "overlap_comm": true}}}})", stage), opts);
+            "zero_optimization": {{"stage": {}, "overlap_comm": true{}}}}})", stage,
+        persistence < 0 ? std::string() : fmt::format(R"(, "stage3_param_persistence_threshold": {})", persistence)),
+        opts);
     auto step_fn = [&] {
       engine.backward(engine.forward(x));
       engine.step();
@@ -421,7 +425,8 @@ int main(int argc, char** argv) {
     // on CPU only as a smoke test of the benchmark itself: the figures mean nothing there
     return bench_engine_cpu(std::stoll(arg(argc, argv, "--blocks", "256")), std::stoll(arg(argc, argv, "--width", "1024")),
                             std::stoll(arg(argc, argv, "--tokens", "8192")),
-                            std::stoi(arg(argc, argv, "--count-ops", "0")));
+                            std::stoi(arg(argc, argv, "--count-ops", "0")),
+                            std::stoll(arg(argc, argv, "--persistence", "-1")), arg(argc, argv, "--stages", "0123"));
   }
   if (!at::hasCUDA()) {
     fmt::print(stderr, "micro_bench {}: needs a CUDA device\n", what);

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace zerotrain {
 
@@ -35,8 +36,13 @@ class Comm {
   virtual void all_reduce(at::Tensor& t, ReduceOp op) = 0;
   // in: (world_size * n,) contiguous; out: (n,) receives this rank's chunk of the reduction.
   virtual std::unique_ptr<CommWork> reduce_scatter_async(at::Tensor& out, const at::Tensor& in, ReduceOp op) = 0;
-  // in: (n,) contiguous; out: (world_size * n,) receives every rank's `in`, in rank order.
+  // in: (n,) contiguous; out: (world_size * n,) receives every rank's `in`, in rank order. `in` may be this rank's
+  // slice of `out` (elements [rank * n, (rank + 1) * n)): the gather is then in place.
   virtual std::unique_ptr<CommWork> all_gather_async(at::Tensor& out, const at::Tensor& in) = 0;
+  // all_gather_async(outs[i], ins[i]) for every i, as one collective where the backend can (nccl: one grouped
+  // launch); one work for all. Every rank passes the same sizes in the same order.
+  virtual std::unique_ptr<CommWork> all_gather_coalesced_async(std::vector<at::Tensor>& outs,
+                                                               const std::vector<at::Tensor>& ins);
   // In-place all-reduce that may overlap with the caller's work.
   virtual std::unique_ptr<CommWork> all_reduce_async(at::Tensor& t, ReduceOp op) = 0;
   // `t` on every rank becomes root's `t`.

@@ -3,10 +3,10 @@ else one made here from the launcher's environment, as deepspeed.init_distribute
 import atexit
 import datetime
 import os
-import time
-
 import sys
+import time
 import types
+import warnings
 
 import torch
 import torch.distributed as dist
@@ -51,19 +51,21 @@ def _release_captured_groups():
             released += sum(dead(v) for v in kw.values())
             fn.__kwdefaults__ = {k: (None if dead(v) else v) for k, v in kw.items()}
 
-    for module in list(sys.modules.values()):
-        namespace = getattr(module, "__dict__", None)
-        if not isinstance(namespace, dict):
-            continue
-        for value in list(namespace.values()):
-            if isinstance(value, types.FunctionType):
-                scrub(value)
-            elif isinstance(value, type) and value.__module__ == getattr(module, "__name__", None):
-                for member in list(vars(value).values()):
-                    if isinstance(member, (staticmethod, classmethod)):
-                        member = member.__func__
-                    if isinstance(member, types.FunctionType):
-                        scrub(member)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # some modules' attributes warn when touched (torch.distributed.reduce_op)
+        for module in list(sys.modules.values()):
+            namespace = getattr(module, "__dict__", None)
+            if not isinstance(namespace, dict):
+                continue
+            for value in list(namespace.values()):
+                if isinstance(value, types.FunctionType):
+                    scrub(value)
+                elif isinstance(value, type) and value.__module__ == getattr(module, "__name__", None):
+                    for member in list(vars(value).values()):
+                        if isinstance(member, (staticmethod, classmethod)):
+                            member = member.__func__
+                        if isinstance(member, types.FunctionType):
+                            scrub(member)
     return released
 
 

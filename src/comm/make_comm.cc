@@ -1,5 +1,6 @@
 // Choosing a backend from the options and the launcher's environment.
 #include <ATen/Context.h>
+#include <c10/util/Exception.h>
 
 #include <stdexcept>
 
@@ -8,6 +9,30 @@
 #include "zerotrain/comm.h"
 
 namespace zerotrain {
+namespace {
+
+class WorkList final : public CommWork {
+ public:
+  explicit WorkList(std::vector<std::unique_ptr<CommWork>> works) : works_(std::move(works)) {}
+  void wait() override {
+    for (auto& w : works_) w->wait();
+  }
+
+ private:
+  std::vector<std::unique_ptr<CommWork>> works_;
+};
+
+}  // namespace
+
+std::unique_ptr<CommWork> Comm::all_gather_coalesced_async(std::vector<at::Tensor>& outs,
+                                                           const std::vector<at::Tensor>& ins) {
+  TORCH_CHECK(outs.size() == ins.size(), "all_gather_coalesced: ", outs.size(), " outputs for ", ins.size(),
+              " inputs");
+  std::vector<std::unique_ptr<CommWork>> works;
+  works.reserve(outs.size());
+  for (size_t i = 0; i < outs.size(); ++i) works.push_back(all_gather_async(outs[i], ins[i]));
+  return std::make_unique<WorkList>(std::move(works));
+}
 
 std::shared_ptr<Comm> make_comm(const CommOptions& options) {
   const RankInfo info = rank_info_from_env();

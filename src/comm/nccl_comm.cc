@@ -114,6 +114,18 @@ class NcclComm final : public Comm {
     return std::make_unique<NcclWork>(pg_->_allgather_base(out, input, {}));
   }
 
+  std::unique_ptr<CommWork> all_gather_coalesced_async(std::vector<at::Tensor>& outs,
+                                                       const std::vector<at::Tensor>& ins) override {
+    TORCH_CHECK(outs.size() == ins.size(), "all_gather_coalesced: ", outs.size(), " outputs for ", ins.size(),
+                " inputs");
+    for (size_t i = 0; i < outs.size(); ++i) {
+      TORCH_CHECK(outs[i].numel() == ins[i].numel() * size_, "all_gather_coalesced: output ", i, " has ",
+                  outs[i].numel(), " elements, expected ", ins[i].numel(), " x ", size_, " ranks");
+    }
+    std::vector<at::Tensor> inputs = ins;
+    return std::make_unique<NcclWork>(pg_->allgather_into_tensor_coalesced(outs, inputs, {}));
+  }
+
   void broadcast(at::Tensor& t, int root) override {
     std::vector<at::Tensor> tensors{t};
     c10d::BroadcastOptions opts;

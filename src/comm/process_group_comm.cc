@@ -69,6 +69,19 @@ class ProcessGroupComm final : public Comm {
     return std::make_unique<GroupWork>(pg_->_allgather_base(out, input, {}));
   }
 
+  std::unique_ptr<CommWork> all_gather_coalesced_async(std::vector<at::Tensor>& outs,
+                                                       const std::vector<at::Tensor>& ins) override {
+    if (backend_ != "nccl") return Comm::all_gather_coalesced_async(outs, ins);  // gloo: CPU, one at a time
+    TORCH_CHECK(outs.size() == ins.size(), "all_gather_coalesced: ", outs.size(), " outputs for ", ins.size(),
+                " inputs");
+    for (size_t i = 0; i < outs.size(); ++i) {
+      TORCH_CHECK(outs[i].numel() == ins[i].numel() * size_, "all_gather_coalesced: output ", i, " has ",
+                  outs[i].numel(), " elements, expected ", ins[i].numel(), " x ", size_, " ranks");
+    }
+    std::vector<at::Tensor> inputs = ins;
+    return std::make_unique<GroupWork>(pg_->allgather_into_tensor_coalesced(outs, inputs, {}));
+  }
+
   void broadcast(at::Tensor& t, int root) override {
     std::vector<at::Tensor> tensors{t};
     c10d::BroadcastOptions opts;

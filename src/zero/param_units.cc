@@ -115,6 +115,7 @@ ParamUnits::ParamUnits(const FlatLayout& layout, std::vector<at::Tensor> params,
     for (int b = unit.first_bucket; b < unit.end_bucket; ++b) {
       const Bucket& bucket = layout_.buckets()[b];
       unit.gather_out.push_back(unit.writer.narrow(0, bucket.begin - unit.begin, bucket.numel));
+      unit.gather_own.push_back(unit.gather_out.back().narrow(0, layout_.rank() * bucket.chunk, bucket.chunk));
       unit.gather_in.push_back(shard_.narrow(0, bucket.shard_offset, bucket.chunk));
       for (int p : bucket.params) {
         const ParamSlot& slot = layout_.slots()[p];
@@ -128,8 +129,9 @@ ParamUnits::ParamUnits(const FlatLayout& layout, std::vector<at::Tensor> params,
       }
     }
     comm_->broadcast(unit.writer, 0);  // rank 0's values win, as at every stage
-    for (size_t k = 0; k < unit.gather_in.size(); ++k) unit.gather_in[k].copy_(own_chunk(unit, k));
+    for (size_t k = 0; k < unit.gather_in.size(); ++k) unit.gather_in[k].copy_(unit.gather_own[k]);
     unit.state = State::kReady;
+    live_numel_ += unit.numel;
     if (!unit.persistent) free(static_cast<int>(u));
   }
 }
@@ -138,45 +140,68 @@ ParamUnits::~ParamUnits() = default;
 
 void ParamUnits::set_segments(std::vector<std::vector<int>> units_of_segment) {
   std::lock_guard<std::recursive_mutex> lock(mu_);
+  segment_numel_.clear();
   for (auto& units : units_of_segment) {
     std::vector<int> kept;
+    int64_t numel = 0;
     for (int u : units) {
       TORCH_INTERNAL_ASSERT(u >= 0 && u < num_units(), "segment unit ", u, " out of range");
-      if (!units_[u].persistent && std::find(kept.begin(), kept.end(), u) == kept.end()) kept.push_back(u);
+      if (!units_[u].persistent && std::find(kept.begin(), kept.end(), u) == kept.end()) {
+        kept.push_back(u);
+        numel += units_[u].numel;
+      }
     }
     units = std::move(kept);
+    segment_numel_.push_back(numel);
   }
   units_of_ = std::move(units_of_segment);
 }
 
-void ParamUnits::gather_async(int u) {
-  Unit& unit = units_[u];
-  if (unit.state != State::kFree) return;
-  resize_storage(unit.full, static_cast<size_t>(unit.numel) * unit.full.element_size());
-  launch_gather(unit);
+void ParamUnits::gather_async(const std::vector<int>& units) {
+  std::vector<int> todo;
+  todo.reserve(units.size());
+  for (int u : units) {
+    Unit& unit = units_[u];
+    if (unit.state != State::kFree || std::find(todo.begin(), todo.end(), u) != todo.end()) continue;
+    resize_storage(unit.full, static_cast<size_t>(unit.numel) * unit.full.element_size());
+    live_numel_ += unit.numel;
+    todo.push_back(u);
+  }
+  if (!todo.empty()) launch_gathers(todo);
 }
 
-void ParamUnits::launch_gather(Unit& unit) {
+void ParamUnits::launch_gathers(const std::vector<int>& units) {
   at::NoGradGuard no_grad;
-  const auto dtype = unit.full.scalar_type();
-  // Few host calls per unit: stage-3 steps make this call for every unit twice, and on small units the host's
-  // dispatch, not the GPU, sets the pace (docs/performance.md, engine CPU time).
-  for (size_t k = 0; k < unit.gather_out.size(); ++k) {
-    at::Tensor in = unit.gather_in[k];
-    if (in.scalar_type() != dtype) in = at::empty(in.sizes(), unit.full.options()).copy_(in);
-    unit.works.push_back(comm_->all_gather_async(unit.gather_out[k], in));
-    unit.sends.push_back(in);
+  // Few host calls per unit: stage-3 steps gather every unit twice, and on small units the host's dispatch, not the
+  // GPU, sets the pace (docs/performance.md, engine CPU time). Per bucket one cast (into this rank's slice of the
+  // buffer: no send buffer to allocate; on one rank that is the whole gather); per batch one collective.
+  std::vector<at::Tensor> outs, ins;
+  for (int u : units) {
+    Unit& unit = units_[u];
+    for (size_t k = 0; k < unit.gather_out.size(); ++k) {
+      unit.gather_own[k].copy_(unit.gather_in[k]);
+      outs.push_back(unit.gather_out[k]);
+      ins.push_back(unit.gather_own[k]);
+    }
   }
-  unit.state = State::kInFlight;
-  ++gathers_;
+  auto batch = std::make_shared<GatherBatch>();
+  if (comm_->world_size() > 1) {
+    batch->work = outs.size() == 1 ? comm_->all_gather_async(outs[0], ins[0])
+                                   : comm_->all_gather_coalesced_async(outs, ins);
+  }
+  for (int u : units) {
+    units_[u].batch = batch;
+    units_[u].state = State::kInFlight;
+  }
+  gathers_ += static_cast<int64_t>(units.size());
+  ++gather_batches_;
 }
 
 void ParamUnits::wait(int u) {
   Unit& unit = units_[u];
   if (unit.state != State::kInFlight) return;
-  for (auto& w : unit.works) w->wait();
-  unit.works.clear();
-  unit.sends.clear();
+  unit.batch->wait();  // the first unit of a batch waits for all of it
+  unit.batch.reset();
   unit.state = State::kReady;
 }
 
@@ -185,11 +210,12 @@ void ParamUnits::free(int u) {
   if (unit.state == State::kFree) return;
   wait(u);
   resize_storage(unit.full, 0);
+  live_numel_ -= unit.numel;
   unit.state = State::kFree;
 }
 
 void ParamUnits::acquire(const std::vector<int>& units) {
-  for (int u : units) gather_async(u);  // all in flight before waiting on any
+  gather_async(units);  // all in flight before waiting on any
   for (int u : units) {
     wait(u);
     ++units_[u].uses;
@@ -204,7 +230,8 @@ void ParamUnits::release(const std::vector<int>& units, bool backward, int64_t p
   }
 }
 
-void ParamUnits::walk_ahead(bool backward, int64_t position, const std::function<bool(int)>& visit) const {
+template <class Visit>
+void ParamUnits::walk_ahead(bool backward, int64_t position, const Visit& visit) const {
   if (backward) {
     for (int64_t k = position - 1; k >= 0; --k) {
       if (!visit(invocations_[k].segment)) return;
@@ -222,12 +249,6 @@ void ParamUnits::walk_ahead(bool backward, int64_t position, const std::function
   }
 }
 
-int64_t ParamUnits::segment_numel(int s) const {
-  int64_t n = 0;
-  for (int u : units_of_[s]) n += units_[u].numel;
-  return n;
-}
-
 bool ParamUnits::will_reuse(int u, bool backward, int64_t position) const {
   bool reused = false;
   int64_t distance = 0;
@@ -237,7 +258,7 @@ bool ParamUnits::will_reuse(int u, bool backward, int64_t position) const {
       reused = true;
       return false;
     }
-    distance += segment_numel(s);
+    distance += segment_numel_[s];
     return distance <= settings_.max_reuse_distance;
   });
   return reused;
@@ -249,18 +270,29 @@ void ParamUnits::prefetch(bool backward, int64_t position) {
   for (const Unit& unit : units_) {
     if (!unit.persistent && unit.state != State::kFree && unit.uses == 0) ahead += unit.numel;
   }
-  int64_t live = live_numel();
+  const int64_t bucket = settings_.prefetch_bucket_size;
+  if (ahead >= bucket) return;
+  int64_t live = live_numel_;
+  std::vector<int> todo;
+  int64_t walked = 0;  // elements of the segments ahead visited so far
   walk_ahead(backward, position, [&](int s) {
     for (int u : units_of_[s]) {
-      Unit& unit = units_[u];
-      if (unit.state != State::kFree) continue;
-      if (ahead >= settings_.prefetch_bucket_size || live + unit.numel > settings_.max_live_parameters) return false;
-      gather_async(u);
+      const Unit& unit = units_[u];
+      if (unit.state != State::kFree || std::find(todo.begin(), todo.end(), u) != todo.end()) continue;
+      if (ahead >= bucket || live + unit.numel > settings_.max_live_parameters) return false;
+      // Small units (8 or more to a prefetch bucket) are gathered in batches: while more than half a bucket is
+      // ahead and the next free unit is not needed within half a bucket, the window waits to refill, so one
+      // collective carries many units (a unit at a time, each collective's host cost would outweigh its GPU time).
+      // Larger units keep DeepSpeed's sliding window (gather while less than a bucket is ahead).
+      if (todo.empty() && unit.numel * 8 <= bucket && 2 * ahead > bucket && 2 * walked >= bucket) return false;
+      todo.push_back(u);
       ahead += unit.numel;
       live += unit.numel;
     }
+    walked += segment_numel_[s];
     return true;
   });
+  gather_async(todo);  // one collective for all
 }
 
 at::Tensor ParamUnits::run_segment(int s, const SegmentFunction& fn, const at::Tensor& input, bool checkpoint) {
@@ -459,7 +491,7 @@ void ParamUnits::broadcast_from(int root) {
     comm_->broadcast(unit.writer, root);
     for (size_t k = 0; k < unit.gather_in.size(); ++k) {
       at::Tensor& master = unit.gather_in[k];
-      const at::Tensor value = own_chunk(unit, k);
+      const at::Tensor& value = unit.gather_own[k];
       // Only parameters that changed take their 16-bit value: the others keep their fp32 precision.
       master.copy_(at::where(value != master.to(value.scalar_type()), value.to(at::kFloat), master));
     }
@@ -488,6 +520,7 @@ void ParamUnits::end_backward() {
 void ParamUnits::after_step() {
   HostScope host;
   std::lock_guard<std::recursive_mutex> lock(mu_);
+  std::vector<int> refill;
   for (int u = 0; u < num_units(); ++u) {
     Unit& unit = units_[u];
     if (unit.state == State::kFree) continue;
@@ -496,18 +529,16 @@ void ParamUnits::after_step() {
       free(u);  // stale
       continue;
     }
-    launch_gather(unit);  // refill in place: the storage is already the right size
+    refill.push_back(u);
   }
-  for (int u = 0; u < num_units(); ++u) wait(u);
+  if (refill.empty()) return;
+  launch_gathers(refill);  // in place: the storage is already the right size
+  for (int u : refill) wait(u);
 }
 
 int64_t ParamUnits::live_numel() const {
   std::lock_guard<std::recursive_mutex> lock(mu_);
-  int64_t n = 0;
-  for (const Unit& unit : units_) {
-    if (unit.state != State::kFree) n += unit.numel;
-  }
-  return n;
+  return live_numel_;
 }
 
 bool ParamUnits::is_gathered(int u) const {

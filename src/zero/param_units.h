@@ -110,7 +110,8 @@ class ParamUnits {
   int64_t live_numel() const;                 // elements gathered or being gathered now
   bool is_gathered(int unit) const;           // gathered or being gathered
   const std::vector<int>& recorded_order() const { return prev_order_; }  // segments of the last step
-  int64_t gathers() const { return gathers_; }  // all-gathers issued so far (units)
+  int64_t gathers() const { return gathers_; }  // units all-gathered so far
+  int64_t gather_batches() const { return gather_batches_; }  // collectives that gathered them
 
   // Called by the autograd plumbing of run_segment.
   void on_pre_backward(int64_t invocation);
@@ -118,6 +119,16 @@ class ParamUnits {
 
  private:
   enum class State { kFree, kInFlight, kReady };
+  // Units gathered together: one collective (grouped where the backend can) for all of them; waited once.
+  struct GatherBatch {
+    std::unique_ptr<CommWork> work;
+    void wait() {
+      if (work) {
+        work->wait();
+        work.reset();
+      }
+    }
+  };
   struct Unit {
     int64_t begin = 0, numel = 0;  // flat range of the unit's buffer
     int first_bucket = 0, end_bucket = 0;
@@ -125,11 +136,11 @@ class ParamUnits {
     at::Tensor full;    // (numel,) training dtype; parameters are views into it
     at::Tensor writer;  // same storage, own version counter: what collectives and copies write through
     State state = State::kFree;
-    std::vector<std::unique_ptr<CommWork>> works;
-    std::vector<at::Tensor> sends;  // the cast chunks being sent, alive until the works finish
-    // Per bucket, made once: the bucket's range of `writer` (the gather's output; a view of the storage that
-    // gather/free reallocate, so it follows it) and this rank's chunk of the master shard (the gather's input).
-    std::vector<at::Tensor> gather_out, gather_in;
+    std::shared_ptr<GatherBatch> batch;  // while in flight: the collective that fills it (shared with others)
+    // Per bucket, made once (views of the storage that gather/free reallocate, so they follow it): the bucket's
+    // range of `writer` (the gather's output), this rank's chunk of it (the gather's input: gathers run in place)
+    // and this rank's chunk of the master shard (what the gather casts into `gather_own`).
+    std::vector<at::Tensor> gather_out, gather_own, gather_in;
     int uses = 0;
   };
   struct Invocation {
@@ -146,13 +157,11 @@ class ParamUnits {
 
   // Appends an invocation of segment s to this step's order (noting a departure from the previous step's).
   int64_t record_invocation(int s);
-  // This rank's chunk of bucket k of the unit, within the unit's buffer (what its master shard piece holds).
-  at::Tensor own_chunk(const Unit& unit, size_t k) const {
-    const int64_t chunk = unit.gather_in[k].numel();
-    return unit.gather_out[k].narrow(0, layout_.rank() * chunk, chunk);
-  }
-  void gather_async(int u);
-  void launch_gather(Unit& unit);  // all-gathers every bucket of an allocated unit
+  // Allocates the free units among `units` and gathers them, in one collective.
+  void gather_async(const std::vector<int>& units);
+  // Gathers every bucket of the given allocated units (in one collective): each rank casts its master chunk into
+  // its slice of the unit's buffer, then the buffer is all-gathered in place.
+  void launch_gathers(const std::vector<int>& units);
   void wait(int u);
   void free(int u);
   void acquire(const std::vector<int>& units);
@@ -161,8 +170,8 @@ class ParamUnits {
   bool will_reuse(int u, bool backward, int64_t position) const;
   // Visits the segments expected after `position`: the rest of the recorded forward, then its reverse (backward)
   // while in forward; the earlier invocations, latest first, while in backward. Stops when visit returns false.
-  void walk_ahead(bool backward, int64_t position, const std::function<bool(int segment)>& visit) const;
-  int64_t segment_numel(int s) const;
+  template <class Visit>
+  void walk_ahead(bool backward, int64_t position, const Visit& visit) const;
 
   const FlatLayout& layout_;
   std::vector<at::Tensor> params_;
@@ -171,11 +180,14 @@ class ParamUnits {
   std::vector<Unit> units_;
   at::Tensor shard_;
   std::vector<std::vector<int>> units_of_;  // per segment, without persistent units
+  std::vector<int64_t> segment_numel_;      // per segment: the elements of units_of_
+  int64_t live_numel_ = 0;                  // elements of the units gathered or in flight
   std::vector<Invocation> invocations_;     // segments run since the last end_backward, in order
   std::vector<Open> open_;                  // begin_segment without end_segment yet, innermost last
   std::vector<int> prev_order_;             // the previous step's segment order
   bool in_sync_ = true;                     // this step has followed prev_order_ so far
   int64_t gathers_ = 0;
+  int64_t gather_batches_ = 0;
   mutable std::recursive_mutex mu_;         // hooks run on autograd's device threads
 };
 

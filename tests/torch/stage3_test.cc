@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <cmath>
 #include <map>
+#include <numeric>
 #include <vector>
 
 #include "checkpoint/safetensors.h"
@@ -38,11 +39,12 @@ bool has_data(const at::Tensor& p) { return p.storage().nbytes() > 0; }
 
 // kLayers weights, one unit each (unit u holds weight u), segment s reads unit s.
 struct Units {
-  explicit Units(UnitSettings settings, std::vector<bool> persistent = std::vector<bool>(kLayers, false)) {
+  explicit Units(UnitSettings settings, std::vector<bool> persistent = std::vector<bool>(kLayers, false))
+      : n(static_cast<int>(persistent.size())) {
     auto gen = at::make_generator<at::CPUGeneratorImpl>(3);
     std::vector<int64_t> numels;
     std::vector<std::vector<int>> groups;
-    for (int i = 0; i < kLayers; ++i) {
+    for (int i = 0; i < n; ++i) {
       weights.push_back((at::randn({kWidth, kWidth}, gen) * 0.3).set_requires_grad(true));
       reference.push_back(weights.back().detach().clone().set_requires_grad(true));
       numels.push_back(kWidth * kWidth);
@@ -52,7 +54,7 @@ struct Units {
     units = std::make_unique<ParamUnits>(*layout, weights, persistent, make_single_comm(), settings,
                                          weights.front().options());
     std::vector<std::vector<int>> segments;
-    for (int i = 0; i < kLayers; ++i) segments.push_back({i});
+    for (int i = 0; i < n; ++i) segments.push_back({i});
     units->set_segments(segments);
   }
 
@@ -77,7 +79,7 @@ struct Units {
     units->end_backward();
     r.sum().backward();
     EXPECT_NEAR(loss.item<double>(), r.sum().item<double>(), 1e-5);
-    for (int i = 0; i < kLayers; ++i) {
+    for (int i = 0; i < n; ++i) {
       const bool used = std::find(order.begin(), order.end(), i) != order.end();
       ASSERT_EQ(weights[i].grad().defined(), used) << "weight " << i;
       if (used) EXPECT_TRUE(at::allclose(weights[i].grad(), reference[i].grad(), 1e-5, 1e-6)) << "weight " << i;
@@ -86,6 +88,7 @@ struct Units {
     }
   }
 
+  int n;  // layers
   std::vector<at::Tensor> weights, reference;
   std::unique_ptr<FlatLayout> layout;
   std::unique_ptr<ParamUnits> units;
@@ -115,6 +118,25 @@ TEST(ParamUnits, PrefetchFollowsTheRecordedOrder) {
       EXPECT_FALSE(u.units->is_gathered(2)) << "only prefetch_bucket_size elements ahead";
     }
   });
+}
+
+TEST(ParamUnits, SmallUnitsArePrefetchedInBatches) {
+  // 32 units of 64 elements, a prefetch bucket of 8 units: once the order is recorded, the window refills when half
+  // of it is used, 3 or more units to a collective on average (one without batching), and the next unit is in
+  // flight or gathered before its segment runs.
+  constexpr int kMany = 32;
+  Units u(UnitSettings{8 * 64, 1'000'000'000, 0}, std::vector<bool>(kMany, false));
+  std::vector<int> order(kMany);
+  std::iota(order.begin(), order.end(), 0);
+  u.step(order);
+  const int64_t units0 = u.units->gathers(), batches0 = u.units->gather_batches();
+  u.step(order, false, [&](int s) {
+    if (s + 1 < kMany) EXPECT_TRUE(u.units->is_gathered(s + 1)) << "the next unit is ahead in segment " << s;
+    EXPECT_LE(u.units->live_numel(), 9 * 64) << "at most the bucket ahead plus the unit in use, segment " << s;
+  });
+  const int64_t units = u.units->gathers() - units0, batches = u.units->gather_batches() - batches0;
+  EXPECT_GE(units, 2 * kMany - 1) << "forward and backward gather every unit (the last one may stay gathered)";
+  EXPECT_LE(batches * 3, units) << units << " units in " << batches << " collectives";
 }
 
 TEST(ParamUnits, AChangedOrderStaysCorrectAndIsRecordedForTheNextStep) {
