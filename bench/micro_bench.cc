@@ -4,7 +4,8 @@
 //   micro_bench opt [--numel N]      one GPU: the optimizer step on a shard of N fp32 elements against a device copy
 //   zerotrain launch --no_local_rank micro_bench comm
 //                                    every GPU: zerotrain's collectives against raw NCCL calls at zerotrain's sizes
-//   micro_bench engine_cpu [--blocks B --width D --tokens T --count-ops TOP --persistence N --stages 0123]
+//   micro_bench engine_cpu [--blocks B --width D --tokens T --count-ops TOP --persistence N --stages 0123
+//                           --comm single|env]   (env: under `zerotrain launch --no_local_rank`, every rank)
 //                                    one GPU: the engine's host CPU time per step on a model of 2B small tensors
 //                                    (--count-ops: the TOP most called ATen operators of one step of each run)
 //
@@ -351,8 +352,20 @@ StepCost measure(const std::function<void()>& step, int steps, const c10::Device
 }
 
 int bench_engine_cpu(int64_t blocks, int64_t width, int64_t tokens, int count_ops, int64_t persistence,
-                     const std::string& stages) {
-  const c10::Device dev = at::hasCUDA() ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
+                     const std::string& stages, const std::string& comm) {
+  if (comm != "single" && comm != "env") {
+    fmt::print(stderr, "micro_bench engine_cpu: --comm {}: allowed single, env\n", comm);
+    return 2;
+  }
+  const char* local_rank = std::getenv("LOCAL_RANK");
+  const int device_index = comm == "env" && local_rank != nullptr ? std::atoi(local_rank) : 0;
+  const c10::Device dev = at::hasCUDA() ? c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(device_index))
+                                        : c10::Device(c10::kCPU);
+  if (dev.is_cuda()) c10::cuda::set_device(dev.index());
+  // --comm env: every rank the launcher started (nccl on GPUs): the collectives' host cost counts too.
+  std::shared_ptr<zerotrain::Comm> group = comm == "env" ? zerotrain::make_comm() : zerotrain::make_single_comm();
+  const bool report = group->rank() == 0;
+  const std::string suffix = comm == "env" ? fmt::format("_world{}", group->world_size()) : std::string();
   const int kSteps = 20;
   at::manual_seed(0);
   const at::Tensor x = at::randn({tokens, width}, at::TensorOptions(at::kBFloat16).device(dev)) * 0.1;
@@ -378,7 +391,7 @@ int bench_engine_cpu(int64_t blocks, int64_t width, int64_t tokens, int count_op
     };
     base = measure(step_fn, kSteps, dev);
     if (count_ops) print_op_counts("libtorch", step_fn, count_ops);
-    fmt::print("RESULT {{\"bench\": \"engine_cpu\", \"run\": \"libtorch\", \"tensors\": {}, \"step_ms\": {:.3f}, "
+    if (report) fmt::print("RESULT {{\"bench\": \"engine_cpu\", \"run\": \"libtorch\", \"tensors\": {}, \"step_ms\": {:.3f}, "
                "\"cpu_ms\": {:.3f}}}\n", ps.size(), base.wall * 1e3, base.cpu * 1e3);
   }
   for (int stage = 0; stage <= 3; ++stage) {
@@ -386,7 +399,7 @@ int bench_engine_cpu(int64_t blocks, int64_t width, int64_t tokens, int count_op
     if (dev.is_cuda()) c10::cuda::CUDACachingAllocator::emptyCache();  // each run starts from the same allocator state
     auto model = std::make_shared<StressModel>(blocks, width);
     zerotrain::EngineOptions opts;
-    opts.comm = zerotrain::make_single_comm();
+    opts.comm = group;
     opts.device = dev;
     auto engine = zerotrain::initialize(model, fmt::format(
         R"({{"train_micro_batch_size_per_gpu": 1, "optimizer": {{"type": "AdamW", "params": {{"lr": 1e-4,
@@ -399,14 +412,15 @@ int bench_engine_cpu(int64_t blocks, int64_t width, int64_t tokens, int count_op
       engine.step();
     };
     const StepCost c = measure(step_fn, kSteps, dev);
-    if (count_ops) print_op_counts(fmt::format("zerotrain_stage{}", stage).c_str(), step_fn, count_ops);
+    if (count_ops) print_op_counts(fmt::format("zerotrain_stage{}{}", stage, suffix).c_str(), step_fn, count_ops);
+    if (!report) continue;
     const double extra = c.cpu - base.cpu;
     // engine_host_ms: the engine's own thread-CPU accounting (zerotrain/profile.h); engine_cpu_ms: the process CPU
     // time over the plain LibTorch loop's (noisier: every thread of the process, the allocator's work included)
-    fmt::print("RESULT {{\"bench\": \"engine_cpu\", \"run\": \"zerotrain_stage{}\", \"tensors\": {}, "
+    fmt::print("RESULT {{\"bench\": \"engine_cpu\", \"run\": \"zerotrain_stage{}{}\", \"tensors\": {}, "
                "\"step_ms\": {:.3f}, \"cpu_ms\": {:.3f}, \"engine_host_ms\": {:.3f}, \"engine_host_of_step\": {:.4f}, "
                "\"engine_cpu_ms\": {:.3f}, \"engine_cpu_of_step\": {:.4f}, \"step_vs_libtorch\": {:.3f}}}\n",
-               stage, model->parameters().size(), c.wall * 1e3, c.cpu * 1e3, c.engine * 1e3, c.engine / c.wall,
+               stage, suffix, model->parameters().size(), c.wall * 1e3, c.cpu * 1e3, c.engine * 1e3, c.engine / c.wall,
                extra * 1e3, extra / c.wall, base.wall / c.wall);
   }
   return 0;
@@ -426,7 +440,8 @@ int main(int argc, char** argv) {
     return bench_engine_cpu(std::stoll(arg(argc, argv, "--blocks", "256")), std::stoll(arg(argc, argv, "--width", "1024")),
                             std::stoll(arg(argc, argv, "--tokens", "8192")),
                             std::stoi(arg(argc, argv, "--count-ops", "0")),
-                            std::stoll(arg(argc, argv, "--persistence", "-1")), arg(argc, argv, "--stages", "0123"));
+                            std::stoll(arg(argc, argv, "--persistence", "-1")), arg(argc, argv, "--stages", "0123"),
+                            arg(argc, argv, "--comm", "single"));
   }
   if (!at::hasCUDA()) {
     fmt::print(stderr, "micro_bench {}: needs a CUDA device\n", what);

@@ -83,7 +83,9 @@ if [ "${ZT_MICRO:-1}" = 1 ]; then
   build-gpu/bench/micro_bench opt >"$OUT/micro_opt.log" 2>&1
   "$ZT" launch --no_local_rank build-gpu/bench/micro_bench comm >"$OUT/micro_comm.log" 2>&1
   build-gpu/bench/micro_bench engine_cpu >"$OUT/micro_cpu.log" 2>&1
-  for f in micro_opt micro_comm micro_cpu; do
+  # The same on every GPU (nccl): stage 3's collectives per unit cost host time that a single rank does not show.
+  "$ZT" launch --no_local_rank build-gpu/bench/micro_bench engine_cpu --comm env --stages 23 >"$OUT/micro_cpu_world.log" 2>&1
+  for f in micro_opt micro_comm micro_cpu micro_cpu_world; do
     grep RESULT "$OUT/$f.log" | tee -a "$LOG"
     summary+=("$(grep RESULT "$OUT/$f.log")")
     grep -q RESULT "$OUT/$f.log" || note "$f: failed: $(tail -3 "$OUT/$f.log")"
