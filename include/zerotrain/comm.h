@@ -43,6 +43,10 @@ class Comm {
   // launch); one work for all. Every rank passes the same sizes in the same order.
   virtual std::unique_ptr<CommWork> all_gather_coalesced_async(std::vector<at::Tensor>& outs,
                                                                const std::vector<at::Tensor>& ins);
+  // reduce_scatter_async(outs[i], ins[i], op) for every i, as one collective where the backend can (nccl: one
+  // grouped launch); one work for all. Every rank passes the same sizes in the same order.
+  virtual std::unique_ptr<CommWork> reduce_scatter_coalesced_async(std::vector<at::Tensor>& outs,
+                                                                   const std::vector<at::Tensor>& ins, ReduceOp op);
   // In-place all-reduce that may overlap with the caller's work.
   virtual std::unique_ptr<CommWork> all_reduce_async(at::Tensor& t, ReduceOp op) = 0;
   // `t` on every rank becomes root's `t`.

@@ -24,6 +24,16 @@ class WorkList final : public CommWork {
 
 }  // namespace
 
+std::unique_ptr<CommWork> Comm::reduce_scatter_coalesced_async(std::vector<at::Tensor>& outs,
+                                                               const std::vector<at::Tensor>& ins, ReduceOp op) {
+  TORCH_CHECK(outs.size() == ins.size(), "reduce_scatter_coalesced: ", outs.size(), " outputs for ", ins.size(),
+              " inputs");
+  std::vector<std::unique_ptr<CommWork>> works;
+  works.reserve(outs.size());
+  for (size_t i = 0; i < outs.size(); ++i) works.push_back(reduce_scatter_async(outs[i], ins[i], op));
+  return std::make_unique<WorkList>(std::move(works));
+}
+
 std::unique_ptr<CommWork> Comm::all_gather_coalesced_async(std::vector<at::Tensor>& outs,
                                                            const std::vector<at::Tensor>& ins) {
   TORCH_CHECK(outs.size() == ins.size(), "all_gather_coalesced: ", outs.size(), " outputs for ", ins.size(),

@@ -114,6 +114,20 @@ class NcclComm final : public Comm {
     return std::make_unique<NcclWork>(pg_->_allgather_base(out, input, {}));
   }
 
+  std::unique_ptr<CommWork> reduce_scatter_coalesced_async(std::vector<at::Tensor>& outs,
+                                                           const std::vector<at::Tensor>& ins, ReduceOp op) override {
+    TORCH_CHECK(outs.size() == ins.size(), "reduce_scatter_coalesced: ", outs.size(), " outputs for ", ins.size(),
+                " inputs");
+    for (size_t i = 0; i < outs.size(); ++i) {
+      TORCH_CHECK(ins[i].numel() == outs[i].numel() * size_, "reduce_scatter_coalesced: input ", i, " has ",
+                  ins[i].numel(), " elements, expected ", outs[i].numel(), " x ", size_, " ranks");
+    }
+    c10d::ReduceScatterOptions opts;
+    opts.reduceOp = to_c10d(op);
+    std::vector<at::Tensor> inputs = ins;
+    return std::make_unique<NcclWork>(pg_->reduce_scatter_tensor_coalesced(outs, inputs, opts));
+  }
+
   std::unique_ptr<CommWork> all_gather_coalesced_async(std::vector<at::Tensor>& outs,
                                                        const std::vector<at::Tensor>& ins) override {
     TORCH_CHECK(outs.size() == ins.size(), "all_gather_coalesced: ", outs.size(), " outputs for ", ins.size(),

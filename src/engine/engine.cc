@@ -280,6 +280,9 @@ Engine::Engine(std::shared_ptr<torch::nn::Module> model, torch::nn::AnyModule fo
   rs.stage = stage;
   rs.overlap_comm = cfg.zero().overlap_comm;
   rs.comm_dtype = communication_dtype(cfg);
+  // Stage 3's buckets are its units': small ones are reduced together, about as many elements per collective as a
+  // prefetch batch gathers (ParamUnits::prefetch).
+  if (stage == 3) rs.coalesce_numel = cfg.zero().prefetch_bucket_size / 2;
   const auto& g = cfg.gradients();
   if (!g.allreduce_sum) {
     if (g.prescale) {

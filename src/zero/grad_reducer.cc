@@ -101,7 +101,19 @@ void GradReducer::on_grad_ready(int p) {
 
 void GradReducer::launch_ready_in_order() {
   const int n = static_cast<int>(layout_.buckets().size());
-  while (next_launch_ < n && missing_[next_launch_] == 0) launch(next_launch_++);
+  while (next_launch_ < n && missing_[next_launch_] == 0) enqueue(next_launch_++);
+}
+
+void GradReducer::enqueue(int b) {
+  if (settings_.stage <= 1) {
+    launch(b);
+    return;
+  }
+  // Small buckets (stage 3's units) wait for their neighbours: one collective's host cost (a c10d work, events,
+  // stream syncs) then serves many of them. Every rank groups the same buckets: they become ready in order.
+  group_.push_back(b);
+  group_numel_ += layout_.buckets()[b].numel;
+  if (group_numel_ >= settings_.coalesce_numel) flush_group();
 }
 
 namespace {
@@ -130,24 +142,42 @@ void GradReducer::launch(int b) {
                           }});
     return;
   }
-  at::Tensor in;
-  if (settings_.stage == 1) {
-    // Reduce straight from the accumulation buffer when the dtypes match (it is zeroed after the step anyway).
-    at::Tensor region = acc_.narrow(0, bucket.begin, bucket.numel);
-    in = settings_.comm_dtype == at::kFloat ? region : region.to(settings_.comm_dtype);
-  } else {
-    // A bucket whose parameters all went unused this micro-step contributes zeros.
-    in = staging_[b].defined() ? staging_[b] : at::zeros({bucket.numel}, shard_options_.dtype(settings_.comm_dtype));
-    staging_[b] = at::Tensor();
-  }
+  // Stage 1: reduce straight from the accumulation buffer when the dtypes match (it is zeroed after the step).
+  at::Tensor region = acc_.narrow(0, bucket.begin, bucket.numel);
+  at::Tensor in = settings_.comm_dtype == at::kFloat ? region : region.to(settings_.comm_dtype);
   if (pre != 1.0) in.mul_(pre);
   at::Tensor out = at::empty({bucket.chunk}, in.options());
   at::Tensor dest = grad_shard().narrow(0, bucket.shard_offset, bucket.chunk);
   auto work = comm_->reduce_scatter_async(out, in, ReduceOp::kSum);
   in_flight_.push_back({std::move(work), [in, out, dest, post]() mutable {
-                          // fp32 += 16-bit: one kernel that widens as it adds (exact), no fp32 temporary
                           dest.add_(out, post);
                           (void)in;  // keeps the input alive until the collective is done
+                        }});
+}
+
+void GradReducer::flush_group() {
+  if (group_.empty()) return;
+  while (in_flight_.size() >= kMaxInFlight) land_oldest();
+  std::vector<at::Tensor> ins, outs, dests;
+  for (int b : group_) {
+    const Bucket& bucket = layout_.buckets()[b];
+    // A bucket whose parameters all went unused this micro-step contributes zeros.
+    at::Tensor in =
+        staging_[b].defined() ? staging_[b] : at::zeros({bucket.numel}, shard_options_.dtype(settings_.comm_dtype));
+    staging_[b] = at::Tensor();
+    if (settings_.pre_scale != 1.0) in.mul_(settings_.pre_scale);
+    outs.push_back(at::empty({bucket.chunk}, in.options()));
+    dests.push_back(grad_shard().narrow(0, bucket.shard_offset, bucket.chunk));
+    ins.push_back(std::move(in));
+  }
+  group_.clear();
+  group_numel_ = 0;
+  auto work = ins.size() == 1 ? comm_->reduce_scatter_async(outs[0], ins[0], ReduceOp::kSum)
+                              : comm_->reduce_scatter_coalesced_async(outs, ins, ReduceOp::kSum);
+  in_flight_.push_back({std::move(work), [ins = std::move(ins), outs, dests, post = settings_.post_scale]() mutable {
+                          // fp32 += 16-bit: one kernel that widens as it adds (exact), no fp32 temporary
+                          for (size_t i = 0; i < outs.size(); ++i) dests[i].add_(outs[i], post);
+                          ins.clear();  // kept alive until the collective is done
                         }});
 }
 
@@ -178,7 +208,8 @@ void GradReducer::end_backward() {
   if (reduce_this_step_) {
     // Unused parameters never report: their buckets go now, in order, with zeros for them.
     const int n = static_cast<int>(layout_.buckets().size());
-    while (next_launch_ < n) launch(next_launch_++);
+    while (next_launch_ < n) enqueue(next_launch_++);
+    flush_group();
   }
   while (!in_flight_.empty()) land_oldest();
   // Late parts, bucket by bucket in order (the same buckets on every rank: the same graph ran everywhere).

@@ -42,6 +42,9 @@ struct ReduceSettings {
   at::ScalarType comm_dtype = at::kFloat;  // dtype of the collective
   double pre_scale = 1.0;                  // applied before the reduction (prescale / predivide)
   double post_scale = 1.0;                 // applied after it (averaging over ranks)
+  // Stages 2-3: consecutive buckets are reduced together, one collective per this many elements (at least one
+  // bucket); 0: each bucket alone. Stage 3 sets it for its units' small buckets (see GradReducer::enqueue).
+  int64_t coalesce_numel = 0;
 };
 
 class GradReducer {
@@ -68,7 +71,9 @@ class GradReducer {
  private:
   void on_grad_ready(int param);
   void launch_ready_in_order();
-  void launch(int bucket);
+  void enqueue(int bucket);  // launches the bucket (stages 0-1) or adds it to the group (stages 2-3)
+  void launch(int bucket);   // stages 0-1
+  void flush_group();        // stages 2-3: one reduce-scatter for the grouped buckets
   void launch_late(int bucket);
 
   const FlatLayout& layout_;
@@ -88,7 +93,9 @@ class GradReducer {
   std::vector<int> missing_;        // per bucket: parameters whose gradient has not arrived this micro-step
   std::vector<char> reported_;      // per parameter: its gradient arrived this micro-step
   std::vector<at::Tensor> late_;    // per bucket: gradient parts that arrived after the bucket was launched
-  int next_launch_ = 0;             // buckets [0, next_launch_) are launched
+  int next_launch_ = 0;             // buckets [0, next_launch_) are launched or grouped
+  std::vector<int> group_;          // stages 2-3: buckets ready and waiting for the group's collective
+  int64_t group_numel_ = 0;
   struct InFlight {
     std::unique_ptr<CommWork> work;
     std::function<void()> land;     // runs after wait(): scale and move the result into place

@@ -452,5 +452,94 @@ TEST(Stage3Engine, SegmentedUserModulesGetAUnitPerSegment) {
   }
 }
 
+// A single-rank communicator that counts the collectives stage 3 issues.
+class CountingComm final : public Comm {
+ public:
+  int rank() const override { return 0; }
+  int world_size() const override { return 1; }
+  std::string backend() const override { return "single"; }
+  void all_reduce(at::Tensor& t, ReduceOp op) override { inner_->all_reduce(t, op); }
+  std::unique_ptr<CommWork> reduce_scatter_async(at::Tensor& out, const at::Tensor& in, ReduceOp op) override {
+    ++reduce_scatters;
+    return inner_->reduce_scatter_async(out, in, op);
+  }
+  std::unique_ptr<CommWork> reduce_scatter_coalesced_async(std::vector<at::Tensor>& outs,
+                                                           const std::vector<at::Tensor>& ins, ReduceOp op) override {
+    ++reduce_scatters;
+    return inner_->reduce_scatter_coalesced_async(outs, ins, op);
+  }
+  std::unique_ptr<CommWork> all_gather_async(at::Tensor& out, const at::Tensor& in) override {
+    ++all_gathers;
+    return inner_->all_gather_async(out, in);
+  }
+  std::unique_ptr<CommWork> all_gather_coalesced_async(std::vector<at::Tensor>& outs,
+                                                       const std::vector<at::Tensor>& ins) override {
+    ++all_gathers;
+    return inner_->all_gather_coalesced_async(outs, ins);
+  }
+  std::unique_ptr<CommWork> all_reduce_async(at::Tensor& t, ReduceOp op) override {
+    return inner_->all_reduce_async(t, op);
+  }
+  void broadcast(at::Tensor& t, int root) override { inner_->broadcast(t, root); }
+  void barrier() override { inner_->barrier(); }
+  int reduce_scatters = 0, all_gathers = 0;
+
+ private:
+  std::shared_ptr<Comm> inner_ = make_single_comm();
+};
+
+// 32 segments of one small layer each.
+struct ManyUnits : torch::nn::Module, Segmented {
+  ManyUnits() {
+    for (int i = 0; i < 32; ++i) layers.push_back(register_module("l" + std::to_string(i), torch::nn::Linear(8, 8)));
+  }
+  at::Tensor forward(const at::Tensor& x) {
+    at::Tensor h = x;
+    for (size_t s = 0; s < layers.size(); ++s) {
+      torch::nn::LinearImpl* layer = layers[s].get();
+      h = run_segment(static_cast<int64_t>(s), [layer](const at::Tensor& in) { return at::tanh(layer->forward(in)); },
+                      h);
+    }
+    return h.pow(2).mean();
+  }
+  std::vector<std::vector<at::Tensor>> segment_parameters() const override {
+    std::vector<std::vector<at::Tensor>> out;
+    for (const auto& l : layers) out.push_back(l->parameters());
+    return out;
+  }
+  std::vector<torch::nn::Linear> layers;
+};
+
+TEST(Stage3Engine, SmallUnitsShareTheirCollectives) {
+  // 32 units of 72 elements (96 in the layout), prefetch bucket 8 units: after the first step (no recorded order), gathers
+  // and reductions go 3 or more units to a collective on average (one each without batching); losses equal stage 0's.
+  std::vector<double> losses[2];
+  int gathers = 0, reductions = 0;
+  for (int stage : {0, 3}) {
+    torch::manual_seed(0);
+    auto model = std::make_shared<ManyUnits>();
+    auto comm = std::make_shared<CountingComm>();
+    EngineOptions o;
+    o.comm = comm;
+    o.device = c10::Device(c10::kCPU);
+    auto engine = initialize(model, R"({"train_micro_batch_size_per_gpu": 2, "gradient_clipping": 0,
+        "optimizer": {"type": "AdamW", "params": {"lr": 1e-2}}, "zero_optimization": {"stage": )" +
+        std::to_string(stage) + R"(, "stage3_param_persistence_threshold": 0, "stage3_prefetch_bucket_size": 768,
+        "stage3_max_reuse_distance": 0}})", o);
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(4);
+    for (int step = 0; step < 3; ++step) {
+      if (step == 2) comm->all_gathers = comm->reduce_scatters = 0;
+      at::Tensor loss = engine.forward(at::randn({4, 8}, gen));
+      engine.backward(loss);
+      engine.step();
+      losses[stage == 3].push_back(loss.item<double>());
+    }
+    if (stage == 3) gathers = comm->all_gathers, reductions = comm->reduce_scatters;
+  }
+  for (size_t i = 0; i < losses[0].size(); ++i) EXPECT_NEAR(losses[1][i], losses[0][i], 1e-6) << "step " << i;
+  EXPECT_LE(3 * gathers, 2 * 32) << gathers << " gather collectives for 2 x 32 unit gathers";
+  EXPECT_LE(3 * reductions, 32) << reductions << " reduce-scatters for 32 units";
+}
+
 }  // namespace
 }  // namespace zerotrain
