@@ -37,6 +37,19 @@ GradReducer::GradReducer(const FlatLayout& layout, std::vector<at::Tensor> param
   // Stages 2-3 allocate the shard when the first reduction of a step lands (see zero()).
   if (settings_.stage <= 1) grad_shard_ = settings_.stage == 0 ? acc_ : at::zeros({layout_.shard_numel()}, fp32);
   staging_.resize(layout_.buckets().size());
+  for (const Bucket& bucket : layout_.buckets()) {
+    std::vector<std::pair<int64_t, int64_t>> covered;
+    for (int p : bucket.params) covered.emplace_back(layout_.slots()[p].offset - bucket.begin, layout_.slots()[p].numel);
+    std::sort(covered.begin(), covered.end());
+    std::vector<std::pair<int64_t, int64_t>> gaps;
+    int64_t at = 0;
+    for (const auto& [offset, numel] : covered) {
+      if (offset > at) gaps.emplace_back(at, offset - at);
+      at = std::max(at, offset + numel);
+    }
+    if (at < bucket.numel) gaps.emplace_back(at, bucket.numel - at);
+    gaps_.push_back(std::move(gaps));
+  }
   missing_.resize(layout_.buckets().size());
   reported_.assign(params_.size(), 0);
   late_.resize(layout_.buckets().size());
@@ -90,8 +103,18 @@ void GradReducer::on_grad_ready(int p) {
     acc_.as_strided({slot.numel}, {1}, acc_.storage_offset() + slot.offset).add_(flat_grad);
   } else {
     at::Tensor& staging = staging_[slot.bucket];
-    if (!staging.defined()) staging = at::zeros({bucket.numel}, grad.options().dtype(settings_.comm_dtype));
-    staging.as_strided({slot.numel}, {1}, staging.storage_offset() + slot.offset - bucket.begin).add_(flat_grad);
+    if (!staging.defined()) {
+      // No zero-fill of the whole bucket (a kernel per bucket and step): only the padding is zeroed here, a
+      // parameter's range is written by its first gradient, and unused parameters are zeroed at launch.
+      staging = at::empty({bucket.numel}, grad.options().dtype(settings_.comm_dtype));
+      for (const auto& [offset, numel] : gaps_[slot.bucket]) staging.narrow(0, offset, numel).zero_();
+    }
+    at::Tensor dest = staging.as_strided({slot.numel}, {1}, staging.storage_offset() + slot.offset - bucket.begin);
+    if (reported_[p]) {
+      dest.add_(flat_grad);  // a further part of the same gradient (see the note)
+    } else {
+      dest.copy_(flat_grad);
+    }
   }
   param.mutable_grad().reset();  // the flat buffers hold it now
   if (reported_[p]) return;      // a second part of the same gradient (see the note)
@@ -161,9 +184,14 @@ void GradReducer::flush_group() {
   std::vector<at::Tensor> ins, outs, dests;
   for (int b : group_) {
     const Bucket& bucket = layout_.buckets()[b];
-    // A bucket whose parameters all went unused this micro-step contributes zeros.
+    // A bucket whose parameters all went unused this micro-step contributes zeros; so do unused parameters.
     at::Tensor in =
         staging_[b].defined() ? staging_[b] : at::zeros({bucket.numel}, shard_options_.dtype(settings_.comm_dtype));
+    if (staging_[b].defined()) {
+      for (int p : bucket.params) {
+        if (!reported_[p]) in.narrow(0, layout_.slots()[p].offset - bucket.begin, layout_.slots()[p].numel).zero_();
+      }
+    }
     staging_[b] = at::Tensor();
     if (settings_.pre_scale != 1.0) in.mul_(settings_.pre_scale);
     outs.push_back(at::empty({bucket.chunk}, in.options()));

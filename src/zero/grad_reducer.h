@@ -86,7 +86,10 @@ class GradReducer {
   at::Tensor acc_;         // (total_numel,) fp32, stages 0/1: gradients summed over micro-steps
   at::Tensor grad_shard_;  // (shard_numel,) fp32 (stage 0: aliases acc_; stages 2-3: undefined between steps)
   at::TensorOptions shard_options_;  // fp32 on the parameters' device
-  std::vector<at::Tensor> staging_;  // stage 2: per bucket, (bucket.numel,) comm dtype, alive while in flight
+  std::vector<at::Tensor> staging_;  // stages 2-3: per bucket, (bucket.numel,) comm dtype, alive while in flight
+  // Per bucket: the ranges no parameter covers (the padding), zeroed when its staging buffer is made: the
+  // parameters' ranges are written by their first gradient (or zeroed at launch when none came).
+  std::vector<std::vector<std::pair<int64_t, int64_t>>> gaps_;  // (offset in the bucket, numel)
 
   std::mutex mu_;                   // hooks may run on autograd's device threads
   bool reduce_this_step_ = false;   // stage 0/1: boundary; stage 2: always
