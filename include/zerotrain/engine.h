@@ -92,6 +92,9 @@ class Engine {
 
   std::optional<double> get_global_grad_norm() const;  // unscaled, before clipping, of the last optimizer step
   double get_lr() const;                               // learning rate of the next optimizer step
+  // Sets the learning rate of the next optimizer steps, in place of the config's schedule (a client schedule, such
+  // as a Python lr_scheduler object, steps it). Throws std::invalid_argument unless lr is finite and >= 0.
+  void set_lr(double lr);
   double loss_scale() const;                           // current fp16 loss scale (1 otherwise)
   int64_t train_batch_size() const;
   int64_t train_micro_batch_size_per_gpu() const;

@@ -215,6 +215,7 @@ PYBIND11_MODULE(_C, m) {
            py::keep_alive<0, 1>())
       .def("get_global_grad_norm", [](PyEngine& e) { return e.get().get_global_grad_norm(); })
       .def("get_lr", [](PyEngine& e) { return e.get().get_lr(); })
+      .def("set_lr", [](PyEngine& e, double lr) { e.get().set_lr(lr); })
       .def("loss_scale", [](PyEngine& e) { return e.get().loss_scale(); })
       .def("train_batch_size", [](PyEngine& e) { return e.get().train_batch_size(); })
       .def("train_micro_batch_size_per_gpu", [](PyEngine& e) { return e.get().train_micro_batch_size_per_gpu(); })

@@ -188,6 +188,7 @@ class ZeroTrainEngine(torch.nn.Module):
                                                             always_call=True))
         self._fp16_auto_cast = bool(effective.get("fp16", {}).get("enabled")) and bool(
             effective.get("fp16", {}).get("auto_cast"))
+        self._client_scheduler = None
         _LIVE_ENGINES.add(self)
 
     def _release(self):
@@ -254,10 +255,31 @@ class ZeroTrainEngine(torch.nn.Module):
         return loss
 
     def step(self, lr_kwargs=None):
-        """Ends a micro-step; on a gradient accumulation boundary steps the optimizer and the schedule."""
-        if lr_kwargs:
-            raise ValueError(f"step: lr_kwargs {lr_kwargs!r} are not supported; allowed: None")
+        """Ends a micro-step; on a gradient accumulation boundary steps the optimizer and the schedule (a client
+        lr_scheduler given to initialize: its step(**lr_kwargs) after every optimizer step that was not skipped, as
+        DeepSpeed does; its learning rate then applies to the next step)."""
+        if lr_kwargs and self._client_scheduler is None:
+            raise ValueError(f"step: lr_kwargs {lr_kwargs!r} are given but no lr_scheduler object was passed to "
+                             "initialize; allowed: None")
+        steps, skipped = self._engine.global_steps(), self._engine.skipped_steps()
         self._engine.step()
+        if self._client_scheduler is not None and self._engine.global_steps() > steps and (
+                self._engine.skipped_steps() == skipped):
+            self._client_scheduler.step(**(lr_kwargs or {}))
+            self._apply_client_lr()
+
+    def _set_client_scheduler(self, scheduler):
+        """The lr_scheduler object of initialize: its optimizer's learning rate becomes the engine's."""
+        self._client_scheduler = scheduler
+        self._apply_client_lr()
+
+    def _apply_client_lr(self):
+        groups = self._client_scheduler.optimizer.param_groups
+        lrs = {float(g["lr"]) for g in groups}
+        if len(lrs) != 1:
+            raise ValueError(f"lr_scheduler: its optimizer's param_groups have learning rates {sorted(lrs)}; "
+                             "zerotrain applies one learning rate to all parameters")
+        self._engine.set_lr(lrs.pop())
 
     def zero_grad(self, set_to_none=True):
         self._engine.zero_grad()
@@ -276,10 +298,18 @@ class ZeroTrainEngine(torch.nn.Module):
         if exclude_frozen_parameters:
             raise ValueError("save_checkpoint: exclude_frozen_parameters=True is not supported; allowed: False "
                              "(frozen parameters are not saved either way: they belong to the model)")
+        state = client_state if client_state is not None else {}
+        if self._client_scheduler is not None:
+            if not isinstance(state, dict):
+                raise ValueError(f"save_checkpoint: client_state must be a dict when an lr_scheduler object is "
+                                 f"trained with (its state is saved next to yours), not {type(state).__name__}")
+            state = dict(state)
+            state[_SCHEDULER_KEY] = self._client_scheduler.state_dict()
         try:
-            client = json.dumps(client_state if client_state is not None else {})
+            client = json.dumps(state)
         except (TypeError, ValueError) as e:
-            raise ValueError(f"save_checkpoint: client_state must be JSON-serializable: {e}") from None
+            extra = " (and so must the lr_scheduler's state_dict)" if self._client_scheduler is not None else ""
+            raise ValueError(f"save_checkpoint: client_state must be JSON-serializable{extra}: {e}") from None
         self._engine.save_checkpoint(str(save_dir), "" if tag is None else str(tag), client)
         return True
 
@@ -294,9 +324,20 @@ class ZeroTrainEngine(torch.nn.Module):
                                 ("custom_load_fn", custom_load_fn, None)):
             if value != ok:
                 raise ValueError(f"load_checkpoint: {name}={value!r} is not supported; allowed: {ok!r}")
-        client = self._engine.load_checkpoint(str(load_dir), "" if tag is None else str(tag))
+        client = json.loads(self._engine.load_checkpoint(str(load_dir), "" if tag is None else str(tag)))
         path = str(load_dir) if tag is None else f"{load_dir}/{tag}"
-        return path, json.loads(client)
+        saved = client.pop(_SCHEDULER_KEY, None) if isinstance(client, dict) else None
+        if self._client_scheduler is not None:
+            if saved is None:
+                raise ValueError(f"load_checkpoint: {path} holds no lr_scheduler state, but an lr_scheduler object "
+                                 "is trained with (the checkpoint was saved without one)")
+            self._client_scheduler.load_state_dict(saved)
+            # torch's schedulers restore their own state, not their optimizer's learning rate: set it from theirs.
+            for group, lr in zip(self._client_scheduler.optimizer.param_groups,
+                                 self._client_scheduler.get_last_lr()):
+                group["lr"] = lr
+            self._apply_client_lr()
+        return path, client
 
     def save_16bit_model(self, save_dir, save_filename="pytorch_model.bin", exclude_frozen_parameters=False):
         """Writes the full 16-bit weights by module name on rank 0 (safetensors when save_filename ends in
@@ -393,7 +434,8 @@ def initialize(args=None, model=None, optimizer=None, model_parameters=None, tra
     config's "optimizer" section) or a torch.optim AdamW/Adam/SGD/Adagrad instance, whose hyperparameters the C++
     optimizer takes. model_parameters: the parameters to train (others are frozen); default all that require grad.
     training_data: a torch Dataset; the returned DataLoader gives each rank its share, micro-batch by micro-batch.
-    run_info: values for "auto" entries (micro_batch_per_gpu, gradient_accumulation_steps, hidden_size, lr,
+    lr_scheduler: a scheduler object built on `optimizer`, or a function of the optimizer (DeepSpeed's); it replaces
+    the config's "scheduler", engine.step() steps it and applies its learning rate. run_info: values for "auto" entries (micro_batch_per_gpu, gradient_accumulation_steps, hidden_size, lr,
     weight_decay, total_num_steps, warmup_num_steps). unit_classes: stage 3's unit submodule classes (default: the
     model's _no_split_modules, else the elements of ModuleLists and Sequentials).
     """
@@ -401,10 +443,6 @@ def initialize(args=None, model=None, optimizer=None, model_parameters=None, tra
         raise ValueError("initialize: model is required")
     if mpu is not None:
         raise ValueError("initialize: mpu (model parallelism) is not supported; allowed: None")
-    if lr_scheduler is not None:
-        raise ValueError("initialize: lr_scheduler objects are not supported: zerotrain runs the schedule of the "
-                         "config's \"scheduler\" section (WarmupLR, WarmupDecayLR, WarmupCosineLR, OneCycle, "
-                         "LRRangeTest)")
     if dist_init_required is False and not dist.is_initialized():
         raise ValueError("initialize: dist_init_required=False but torch.distributed is not initialized")
     cfg = config_to_dict(args, config, config_params)
@@ -424,11 +462,46 @@ def initialize(args=None, model=None, optimizer=None, model_parameters=None, tra
         for name, p in model.named_parameters():
             if p.requires_grad and id(p) not in chosen:
                 p.requires_grad_(False)
+    if lr_scheduler is not None:
+        # DeepSpeed: a client scheduler (an object, or a function of the optimizer) takes the place of the config's.
+        cfg.pop("scheduler", None)
     run = dict(run_info or {})
     engine = ZeroTrainEngine(model, cfg, run, unit_classes=unit_classes)
     hyper = dict(engine.config.get("optimizer", {}).get("params", {}))
     engine_optimizer = _EngineOptimizer(engine, hyper)
     loader = _dataloader(engine, training_data, collate_fn) if training_data is not None else None
+    if lr_scheduler is not None:
+        scheduler = _client_scheduler(lr_scheduler, optimizer, engine)
+        engine._set_client_scheduler(scheduler)
+        return engine, engine_optimizer, loader, scheduler
     section = engine.config.get("scheduler")
     scheduler = _EngineScheduler(engine, section) if section else None
     return engine, engine_optimizer, loader, scheduler
+
+
+_SCHEDULER_KEY = "__zerotrain_lr_scheduler__"  # the client scheduler's state_dict in a checkpoint's client state
+
+
+def _client_scheduler(lr_scheduler, optimizer, engine):
+    """The lr_scheduler argument of initialize as a scheduler object whose .optimizer holds the learning rate.
+
+    An object (torch.optim.lr_scheduler.*, transformers' get_*_schedule_with_warmup) is used as given; it must be
+    built on the torch.optim optimizer passed to initialize. A function is called, as DeepSpeed does, with that
+    optimizer, or, when the config's "optimizer" section made the optimizer, with a torch.optim.SGD that only holds
+    the config's learning rate for the scheduler to set (the C++ engine steps the parameters)."""
+    if hasattr(lr_scheduler, "step") and hasattr(lr_scheduler, "optimizer"):
+        if optimizer is not None and lr_scheduler.optimizer is not optimizer:
+            raise ValueError("initialize: the lr_scheduler object was built on another optimizer than the one "
+                             "passed to initialize")
+        return lr_scheduler
+    if not callable(lr_scheduler):
+        raise ValueError(f"initialize: lr_scheduler must be a scheduler object (with step() and .optimizer) or a "
+                         f"function of the optimizer, not {type(lr_scheduler).__name__}")
+    holder = optimizer
+    if holder is None:
+        holder = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=engine.get_lr()[0])
+    scheduler = lr_scheduler(holder)
+    if not (hasattr(scheduler, "step") and getattr(scheduler, "optimizer", None) is holder):
+        raise ValueError("initialize: the lr_scheduler function must return a scheduler of the optimizer it is "
+                         f"given (with step() and .optimizer), not {type(scheduler).__name__}")
+    return scheduler

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/csrc/autograd/variable.h>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <exception>
@@ -133,7 +134,9 @@ struct Engine::Impl {
   }
 
   int64_t completed_schedule_steps() const { return optimizer->applied_steps(); }
+  std::optional<double> client_lr;  // set_lr: a client schedule's value, in place of the config's
   double lr() const {
+    if (client_lr) return *client_lr;
     return schedule ? schedule->lr(completed_schedule_steps()) : config->optimizer().lr;
   }
 };
@@ -399,6 +402,14 @@ void Engine::zero_grad() {
 
 std::optional<double> Engine::get_global_grad_norm() const { return impl_->last_grad_norm; }
 double Engine::get_lr() const { return impl_->lr(); }
+
+void Engine::set_lr(double lr) {
+  if (!std::isfinite(lr) || lr < 0) {
+    throw std::invalid_argument("set_lr: learning rate " + std::to_string(lr) +
+                                " is invalid; allowed: a finite number >= 0");
+  }
+  impl_->client_lr = lr;
+}
 double Engine::loss_scale() const { return impl_->optimizer->loss_scale(); }
 int64_t Engine::train_batch_size() const { return impl_->config->batch().train_batch_size; }
 int64_t Engine::train_micro_batch_size_per_gpu() const { return impl_->config->batch().micro_batch_per_gpu; }

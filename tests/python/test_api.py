@@ -87,8 +87,14 @@ def test_client_optimizer_errors():
     groups = [{"params": [model[0].weight], "weight_decay": 0.1}, {"params": [model[0].bias], "weight_decay": 0.0}]
     with pytest.raises(ValueError, match=r"param_groups\[1\] has weight_decay=0.0"):
         zerotrain.initialize(model=model, optimizer=torch.optim.AdamW(groups), config=cfg)
-    with pytest.raises(ValueError, match="lr_scheduler objects are not supported"):
+    with pytest.raises(ValueError, match="lr_scheduler must be a scheduler object"):
         zerotrain.initialize(model=model, config=base_config(), lr_scheduler=object())
+    with pytest.raises(ValueError, match="lr_scheduler function must return a scheduler"):
+        zerotrain.initialize(model=model, config=base_config(), lr_scheduler=lambda opt: 3)
+    other = torch.optim.AdamW(model.parameters())
+    with pytest.raises(ValueError, match="built on another optimizer"):
+        zerotrain.initialize(model=model, optimizer=torch.optim.AdamW(model.parameters()), config=cfg,
+                             lr_scheduler=torch.optim.lr_scheduler.StepLR(other, 2))
     with pytest.raises(TypeError, match="must be a torch.nn.Module"):
         zerotrain.initialize(model=object(), config=base_config())
 

@@ -65,3 +65,10 @@ def test_no_gloo_thread_outlives_the_group_at_exit(launch, flags):
     rc, out = launch("exit_worker.py", 2, *flags)
     assert_passed(rc, out, 2)
     assert "Warning" not in out, out[-3000:]  # the exit handler's scan of modules stays quiet
+
+
+@pytest.mark.parametrize("kind,stage", [("object", 2), ("function", 3)])
+def test_client_lr_scheduler_matches_torch_and_resumes(launch, kind, stage):
+    # deepspeed.initialize(lr_scheduler=...): an object on the script's optimizer, or a function of the optimizer.
+    rc, out = launch("scheduler_worker.py", 2, "--kind", kind, "--stage", stage)
+    assert_passed(rc, out, 2 * 7)

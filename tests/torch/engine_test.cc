@@ -83,6 +83,36 @@ TEST(Engine, ScheduleDrivesLearningRate) {
   EXPECT_LT(lrs.back(), 0.01);
 }
 
+TEST(Engine, SetLrReplacesTheScheduleAndRejectsBadValues) {
+  LinearReg model;
+  {
+    at::NoGradGuard ng;
+    model->fc->weight.fill_(0.5);
+    model->fc->bias.fill_(0);
+  }
+  auto engine = initialize(model.ptr(), R"({"train_batch_size": 1, "gradient_clipping": 0,
+      "optimizer": {"type": "SGD", "params": {"lr": 0.1}},
+      "scheduler": {"type": "WarmupLR", "params": {"warmup_min_lr": 0, "warmup_max_lr": 0.1,
+                                                   "warmup_num_steps": 10}}})",
+                           single_rank());
+  engine.set_lr(0.05);
+  EXPECT_EQ(engine.get_lr(), 0.05);
+  engine.backward(engine.forward(at::ones({1, 4}), at::zeros({1, 1})));
+  engine.step();
+  // The same step as SgdStepMatchesHandComputation, at the set rate (the schedule would have given 0).
+  EXPECT_NEAR(model->fc->bias[0].item<double>(), -0.05 * 4, 1e-6);
+  EXPECT_EQ(engine.get_lr(), 0.05) << "stays until set again";
+  for (double bad : {-1.0, std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity()}) {
+    try {
+      engine.set_lr(bad);
+      ADD_FAILURE() << "no error for " << bad;
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("set_lr: learning rate"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("allowed: a finite number >= 0"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(Engine, Fp16OverflowSkipsTheStepAndHalvesTheScale) {
   LinearReg model;
   auto engine = initialize(model.ptr(), R"({"train_batch_size": 1, "fp16": {"enabled": true, "auto_cast": true,
