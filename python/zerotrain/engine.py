@@ -455,6 +455,9 @@ def initialize(args=None, model=None, optimizer=None, model_parameters=None, tra
                              "use the config's \"optimizer\" section")
         cfg["optimizer"] = _optimizer_section(optimizer)
     if model_parameters is not None:
+        model_parameters = list(model_parameters)
+        if optimizer is None:  # DeepSpeed builds its optimizer from them; a client optimizer has its own groups
+            _apply_group_hyperparameters(model_parameters, cfg)
         chosen = set()
         for p in model_parameters:
             for q in (p["params"] if isinstance(p, dict) else [p]):
@@ -478,6 +481,43 @@ def initialize(args=None, model=None, optimizer=None, model_parameters=None, tra
     scheduler = _EngineScheduler(engine, section) if section else None
     return engine, engine_optimizer, loader, scheduler
 
+
+def _apply_group_hyperparameters(model_parameters, cfg):
+    """model_parameters given as param groups (dicts) with hyperparameters: as in DeepSpeed, a group's value
+    replaces the config optimizer's. zerotrain applies one set to all parameters, so the groups must agree; groups
+    that differ (the common weight-decay / no-weight-decay split) are an error naming them, never a silent change."""
+    groups = [g for g in model_parameters if isinstance(g, dict)]
+    if not groups:
+        return
+    if len(groups) != len(model_parameters):
+        raise ValueError("initialize: model_parameters mixes param-group dicts and tensors; pass one kind")
+    keys = sorted({k for g in groups for k in g if k != "params"})
+    agreed = {}
+    for k in keys:
+        values = [g.get(k, _MISSING) for g in groups]
+        for i, v in enumerate(values[1:], start=1):
+            if v != values[0]:
+                shown = lambda x: "(not set)" if x is _MISSING else repr(x)  # noqa: E731
+                raise ValueError(f"initialize: model_parameters[{i}] has {k}={shown(v)} but model_parameters[0] has "
+                                 f"{k}={shown(values[0])}; zerotrain applies one set of optimizer hyperparameters to "
+                                 "all parameters (per-group values are not supported yet): give every group the "
+                                 "same value, or leave it to the config's \"optimizer\" section")
+        if values[0] is not _MISSING:
+            agreed[k] = values[0]
+    unknown = [k for k in agreed if k not in _COPIED_HYPERPARAMETERS]
+    if unknown:
+        raise ValueError(f"initialize: model_parameters groups set {unknown}; allowed keys besides 'params': "
+                         f"{list(_COPIED_HYPERPARAMETERS)}")
+    if agreed:
+        if "optimizer" not in cfg:
+            raise ValueError(f"initialize: model_parameters groups set {sorted(agreed)} but the config has no "
+                             "\"optimizer\" section for them to apply to")
+        params = cfg["optimizer"].setdefault("params", {})
+        for k, v in agreed.items():
+            params[k] = list(v) if isinstance(v, tuple) else v
+
+
+_MISSING = object()
 
 _SCHEDULER_KEY = "__zerotrain_lr_scheduler__"  # the client scheduler's state_dict in a checkpoint's client state
 

@@ -74,6 +74,28 @@ def test_client_optimizer_becomes_the_engine_optimizer():
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
 
 
+def test_model_parameter_groups_set_or_refuse_hyperparameters():
+    # DeepSpeed: a param group's hyperparameters replace the config optimizer's. One set for all here: groups that
+    # agree apply, groups that differ (weight decay / no weight decay) are an error, never silently one value.
+    model = tiny()
+    weights = [p for n, p in model.named_parameters() if n.endswith("weight")]
+    biases = [p for n, p in model.named_parameters() if n.endswith("bias")]
+    cfg = base_config()
+    cfg["optimizer"]["params"]["weight_decay"] = 0.1
+    engine, _, _, _ = zerotrain.initialize(model=model, config=cfg, model_parameters=[
+        {"params": weights, "weight_decay": 0.0}, {"params": biases, "weight_decay": 0.0}])
+    assert engine.config["optimizer"]["params"]["weight_decay"] == 0.0
+    with pytest.raises(ValueError, match=r"model_parameters\[1\] has weight_decay=0.0 but model_parameters\[0\] has "
+                                         r"weight_decay=0.01; zerotrain applies one set"):
+        zerotrain.initialize(model=tiny(), config=base_config(), model_parameters=[
+            {"params": weights, "weight_decay": 0.01}, {"params": biases, "weight_decay": 0.0}])
+    with pytest.raises(ValueError, match=r"model_parameters\[1\] has lr=\(not set\)"):
+        zerotrain.initialize(model=tiny(), config=base_config(), model_parameters=[
+            {"params": weights, "lr": 0.5}, {"params": biases}])
+    with pytest.raises(ValueError, match=r"groups set \['foo'\]; allowed keys"):
+        zerotrain.initialize(model=tiny(), config=base_config(), model_parameters=[{"params": weights, "foo": 1}])
+
+
 def test_client_optimizer_errors():
     model = tiny()
     with pytest.raises(ValueError, match="both an optimizer object and an \"optimizer\" section"):
