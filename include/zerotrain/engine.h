@@ -41,6 +41,9 @@ struct EngineOptions {
   // Cast floating-point buffers to the training dtype, as DeepSpeed casts the module (parameters always are). The
   // Python binding turns it off: buffers such as rotary frequencies keep their precision, as under FSDP2.
   bool cast_buffers = true;
+  // Per-parameter weight decay in place of the config optimizer's (DeepSpeed's param groups, e.g. none for biases
+  // and norms): (parameter of the model, its weight decay). Supported by AdamW/Adam/Lion/SGD/Adagrad, not Lamb.
+  std::vector<std::pair<at::Tensor, double>> weight_decay;
 };
 
 class Engine {

@@ -55,9 +55,10 @@ def _optimizer_section(optimizer):
     first = {k: v for k, v in groups[0].items() if k != "params"}
     for i, g in enumerate(groups[1:], start=1):
         for k, v in g.items():
-            if k != "params" and first.get(k) != v:
+            if k not in ("params", "weight_decay") and first.get(k) != v:
                 raise ValueError(f"initialize: optimizer param_groups[{i}] has {k}={v!r} but param_groups[0] has "
-                                 f"{first.get(k)!r}; zerotrain applies one set of hyperparameters to all parameters")
+                                 f"{first.get(k)!r}; zerotrain applies one set of hyperparameters to all parameters "
+                                 "(weight_decay may differ between groups)")
     for k, ok in _UNSUPPORTED_HYPERPARAMETERS.items():
         if k in first and first[k] != ok:
             raise ValueError(f"initialize: {kind} with {k}={first[k]!r} is not supported; allowed: {k}={ok!r}")
@@ -67,6 +68,19 @@ def _optimizer_section(optimizer):
             v = first[k]
             params[k] = list(v) if isinstance(v, tuple) else (float(v) if torch.is_tensor(v) else v)
     return {"type": kind, "params": params}
+
+
+def _group_weight_decay(groups):
+    """(parameter, weight decay) for the parameters of every group that sets weight_decay, when the groups' values
+    differ: the engine applies them per parameter (EngineOptions::weight_decay; equal to the config's: no change)."""
+    if len({g.get("weight_decay", _MISSING) for g in groups}) <= 1:
+        return []  # one value for all: the config's "optimizer" section carries it
+    pairs = []
+    for g in groups:
+        wd = g.get("weight_decay", _MISSING)
+        if wd is not _MISSING:
+            pairs.extend((p, float(wd)) for p in g["params"])
+    return pairs
 
 
 def _stage3_units(model, unit_classes):
@@ -167,7 +181,7 @@ class _EngineScheduler:
 class ZeroTrainEngine(torch.nn.Module):
     """DeepSpeed's engine API for a Python module, run by zerotrain's C++ engine. Built by zerotrain.initialize."""
 
-    def __init__(self, model, config, run_info, unit_classes=None):
+    def __init__(self, model, config, run_info, unit_classes=None, weight_decay=()):
         super().__init__()
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"initialize: model must be a torch.nn.Module, not {type(model).__name__}")
@@ -180,7 +194,7 @@ class ZeroTrainEngine(torch.nn.Module):
         stage = int(effective.get("zero_optimization", {}).get("stage", 0))
         units = _stage3_units(model, unit_classes) if stage == 3 else []
         self._engine = _C.Engine(_describe(model), [params for _, params in units], text, group_name, str(device),
-                                 run_info)
+                                 run_info, list(weight_decay))
         self._hooks = []
         for index, (module, _) in enumerate(units):
             self._hooks.append(module.register_forward_pre_hook(self._unit_pre_hook(index), with_kwargs=True))
@@ -435,8 +449,9 @@ def initialize(args=None, model=None, optimizer=None, model_parameters=None, tra
     optimizer takes. model_parameters: the parameters to train (others are frozen); default all that require grad.
     training_data: a torch Dataset; the returned DataLoader gives each rank its share, micro-batch by micro-batch.
     lr_scheduler: a scheduler object built on `optimizer`, or a function of the optimizer (DeepSpeed's); it replaces
-    the config's "scheduler", engine.step() steps it and applies its learning rate. run_info: values for "auto" entries (micro_batch_per_gpu, gradient_accumulation_steps, hidden_size, lr,
-    weight_decay, total_num_steps, warmup_num_steps). unit_classes: stage 3's unit submodule classes (default: the
+    the config's "scheduler", engine.step() steps it and applies its learning rate. Param groups (of `optimizer` or
+    `model_parameters`) may differ in weight_decay only. run_info: values for "auto" entries (micro_batch_per_gpu,
+    gradient_accumulation_steps, hidden_size, lr, weight_decay, total_num_steps, warmup_num_steps). unit_classes: stage 3's unit submodule classes (default: the
     model's _no_split_modules, else the elements of ModuleLists and Sequentials).
     """
     if model is None:
@@ -469,7 +484,13 @@ def initialize(args=None, model=None, optimizer=None, model_parameters=None, tra
         # DeepSpeed: a client scheduler (an object, or a function of the optimizer) takes the place of the config's.
         cfg.pop("scheduler", None)
     run = dict(run_info or {})
-    engine = ZeroTrainEngine(model, cfg, run, unit_classes=unit_classes)
+    if optimizer is not None:
+        weight_decay = _group_weight_decay(optimizer.param_groups)
+    elif model_parameters is not None and any(isinstance(g, dict) for g in model_parameters):
+        weight_decay = _group_weight_decay(model_parameters)
+    else:
+        weight_decay = []
+    engine = ZeroTrainEngine(model, cfg, run, unit_classes=unit_classes, weight_decay=weight_decay)
     hyper = dict(engine.config.get("optimizer", {}).get("params", {}))
     engine_optimizer = _EngineOptimizer(engine, hyper)
     loader = _dataloader(engine, training_data, collate_fn) if training_data is not None else None
@@ -484,8 +505,8 @@ def initialize(args=None, model=None, optimizer=None, model_parameters=None, tra
 
 def _apply_group_hyperparameters(model_parameters, cfg):
     """model_parameters given as param groups (dicts) with hyperparameters: as in DeepSpeed, a group's value
-    replaces the config optimizer's. zerotrain applies one set to all parameters, so the groups must agree; groups
-    that differ (the common weight-decay / no-weight-decay split) are an error naming them, never a silent change."""
+    replaces the config optimizer's. weight_decay may differ between groups (the common decay / no-decay split: the
+    engine applies it per parameter); other keys must agree, else an error names them, never a silent change."""
     groups = [g for g in model_parameters if isinstance(g, dict)]
     if not groups:
         return
@@ -493,15 +514,19 @@ def _apply_group_hyperparameters(model_parameters, cfg):
         raise ValueError("initialize: model_parameters mixes param-group dicts and tensors; pass one kind")
     keys = sorted({k for g in groups for k in g if k != "params"})
     agreed = {}
+    differing_decay = len({g.get("weight_decay", _MISSING) for g in groups}) > 1
     for k in keys:
+        if k == "weight_decay" and differing_decay:
+            continue  # applied per parameter (see initialize)
         values = [g.get(k, _MISSING) for g in groups]
         for i, v in enumerate(values[1:], start=1):
             if v != values[0]:
                 shown = lambda x: "(not set)" if x is _MISSING else repr(x)  # noqa: E731
                 raise ValueError(f"initialize: model_parameters[{i}] has {k}={shown(v)} but model_parameters[0] has "
                                  f"{k}={shown(values[0])}; zerotrain applies one set of optimizer hyperparameters to "
-                                 "all parameters (per-group values are not supported yet): give every group the "
-                                 "same value, or leave it to the config's \"optimizer\" section")
+                                 "all parameters except weight_decay (per-group values of other keys are not "
+                                 "supported yet): give every group the same value, or leave it to the config's "
+                                 "\"optimizer\" section")
         if values[0] is not _MISSING:
             agreed[k] = values[0]
     unknown = [k for k in agreed if k not in _COPIED_HYPERPARAMETERS]

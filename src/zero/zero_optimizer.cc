@@ -1,11 +1,14 @@
 #include "zero/zero_optimizer.h"
 
 #include <cmath>
+#include <stdexcept>
+#include <string>
 
 namespace zerotrain::detail {
 
 ZeroOptimizer::ZeroOptimizer(const FlatLayout& layout, at::Tensor params, std::shared_ptr<Comm> comm,
-                             const Config& cfg, ParamPlacement placement)
+                             const Config& cfg, ParamPlacement placement,
+                             const std::vector<std::optional<double>>& weight_decay)
     : layout_(layout),
       param_flat_(std::move(params)),
       comm_(std::move(comm)),
@@ -30,6 +33,48 @@ ZeroOptimizer::ZeroOptimizer(const FlatLayout& layout, at::Tensor params, std::s
                                     [comm_for_norms, reduce_norms](at::Tensor& t) {
                                       if (reduce_norms) comm_for_norms->all_reduce(t, ReduceOp::kSum);
                                     });
+  const OptimizerConfig& oc = cfg.optimizer();
+  weight_decay_ = oc.weight_decay;
+  decoupled_decay_ = oc.kind == OptimizerKind::kLion ||
+                     ((oc.kind == OptimizerKind::kAdam || oc.kind == OptimizerKind::kAdamW) && oc.adam_w_mode);
+  for (const ShardSegment& seg : layout_.shard_segments()) {
+    if (weight_decay.empty()) break;
+    TORCH_INTERNAL_ASSERT(seg.param_index < static_cast<int64_t>(weight_decay.size()));
+    const std::optional<double>& wd = weight_decay[seg.param_index];
+    if (!wd || *wd == weight_decay_) continue;
+    if (oc.kind == OptimizerKind::kLamb) {
+      throw std::invalid_argument("per-parameter weight_decay (param groups): not supported for the Lamb optimizer "
+                                  "(its decay enters the trust ratio); allowed: one weight_decay for all parameters");
+    }
+    if (!std::isfinite(*wd) || *wd < 0) {
+      throw std::invalid_argument("weight_decay " + std::to_string(*wd) + " of parameter " +
+                                  std::to_string(seg.param_index) + " is invalid; allowed: a finite number >= 0");
+    }
+    if (!decay_runs_.empty() && decay_runs_.back().weight_decay == *wd &&
+        decay_runs_.back().offset + decay_runs_.back().numel == seg.offset) {
+      decay_runs_.back().numel += seg.numel;  // adjacent pieces with the same decay: one run
+    } else {
+      decay_runs_.push_back({seg.offset, seg.numel, *wd});
+    }
+  }
+}
+
+void ZeroOptimizer::correct_weight_decay(at::Tensor& grad, double lr, double grad_multiplier) {
+  if (decay_runs_.empty()) return;
+  at::NoGradGuard no_grad;
+  for (const DecayRun& run : decay_runs_) {
+    at::Tensor p = master_.narrow(0, run.offset, run.numel);
+    if (decoupled_decay_) {
+      // The optimizer will multiply by (1 - lr wd): pre-scaling leaves (1 - lr wd_run) in total.
+      const double applied = 1 - lr * weight_decay_;
+      TORCH_CHECK(applied != 0, "per-parameter weight_decay: lr * weight_decay of the config is 1 (lr ", lr,
+                  ", weight_decay ", weight_decay_, "): the parameters' decay cannot be told apart");
+      p.mul_((1 - lr * run.weight_decay) / applied);
+    } else {
+      // The optimizer adds wd param to grad * grad_multiplier: add the difference, in the gradient's scale.
+      grad.narrow(0, run.offset, run.numel).add_(p, (run.weight_decay - weight_decay_) / grad_multiplier);
+    }
+  }
 }
 
 void ZeroOptimizer::load_master() {
@@ -70,6 +115,7 @@ StepResult ZeroOptimizer::step(at::Tensor& grad, double lr, std::optional<double
     if (c > 1) combined = c * scale;
   }
   ++applied_steps_;
+  correct_weight_decay(grad, lr, 1.0 / combined);
   // One pass where the optimizer has a fused kernel: unscale/clip, update, and this rank's chunks of the training
   // parameters written from the updated master; then the chunks are all-gathered.
   optimizer_->step_and_copy(master_, grad, StepArgs{lr, applied_steps_, beta1}, 1.0 / combined, local_copies());

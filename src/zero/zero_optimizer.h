@@ -33,8 +33,11 @@ enum class ParamPlacement {
 class ZeroOptimizer {
  public:
   // `params`: the training-dtype parameters as `placement` says; the master shard is initialized from them.
+  // `weight_decay`: empty, or per parameter (layout slot) its weight decay where it differs from the config's
+  // (DeepSpeed's param groups); supported for optimizers whose decay is decoupled (AdamW, Adam with adam_w_mode,
+  // Lion) or an L2 term of the gradient (Adam without adam_w_mode, SGD, Adagrad); Lamb: std::invalid_argument.
   ZeroOptimizer(const FlatLayout& layout, at::Tensor params, std::shared_ptr<Comm> comm, const Config& cfg,
-                ParamPlacement placement);
+                ParamPlacement placement, const std::vector<std::optional<double>>& weight_decay = {});
 
   // Consumes the reduced gradients (fp32, the shard's shape; scaled by the loss scale) and updates the
   // parameters. `grad` is modified.
@@ -78,6 +81,17 @@ class ZeroOptimizer {
   std::unique_ptr<ShardOptimizer> optimizer_;
   int64_t applied_steps_ = 0;
   bool master_initialized_ = false;
+  // Per-parameter weight decay: runs of the master shard whose decay differs from the optimizer's (cfg), and how
+  // the optimizer applies decay. The step corrects those runs before the (single) optimizer pass: decoupled decay
+  // scales the parameter by (1 - lr wd_run) / (1 - lr wd); L2 decay adds (wd_run - wd) param to the gradient.
+  struct DecayRun {
+    int64_t offset, numel;
+    double weight_decay;
+  };
+  std::vector<DecayRun> decay_runs_;
+  double weight_decay_ = 0;
+  bool decoupled_decay_ = true;
+  void correct_weight_decay(at::Tensor& grad, double lr, double grad_multiplier);
 };
 
 }  // namespace zerotrain::detail

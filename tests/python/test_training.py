@@ -72,3 +72,10 @@ def test_client_lr_scheduler_matches_torch_and_resumes(launch, kind, stage):
     # deepspeed.initialize(lr_scheduler=...): an object on the script's optimizer, or a function of the optimizer.
     rc, out = launch("scheduler_worker.py", 2, "--kind", kind, "--stage", stage)
     assert_passed(rc, out, 2 * 7)
+
+
+@pytest.mark.parametrize("kind,stage", [("adamw", 2), ("adamw", 3), ("adam_l2", 1), ("sgd", 0)])
+def test_param_groups_with_different_weight_decay_match_torch(launch, kind, stage):
+    # The decay / no-decay split of DeepSpeed scripts: a client optimizer's groups or model_parameters groups.
+    rc, out = launch("groups_worker.py", 2, "--kind", kind, "--stage", stage)
+    assert_passed(rc, out, 2 * 2)
