@@ -4,6 +4,7 @@
 
 #include <stdexcept>
 
+#include "comm/coalesced.h"
 #include "comm/mpi_comm.h"
 #include "comm/nccl_comm.h"
 #include "zerotrain/comm.h"
@@ -23,6 +24,19 @@ class WorkList final : public CommWork {
 };
 
 }  // namespace
+
+namespace detail {
+
+void check_coalesced(const char* op, const std::vector<at::Tensor>& small, const std::vector<at::Tensor>& big,
+                     int world_size) {
+  TORCH_CHECK(small.size() == big.size(), op, ": ", big.size(), " tensors for ", small.size());
+  for (size_t i = 0; i < small.size(); ++i) {
+    TORCH_CHECK(big[i].numel() == small[i].numel() * world_size, op, ": tensor ", i, " has ", big[i].numel(),
+                " elements, expected ", small[i].numel(), " x ", world_size, " ranks");
+  }
+}
+
+}  // namespace detail
 
 std::unique_ptr<CommWork> Comm::reduce_scatter_coalesced_async(std::vector<at::Tensor>& outs,
                                                                const std::vector<at::Tensor>& ins, ReduceOp op) {

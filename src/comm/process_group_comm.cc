@@ -7,6 +7,7 @@
 
 #include <stdexcept>
 
+#include "comm/coalesced.h"
 #include "zerotrain/comm.h"
 
 namespace zerotrain {
@@ -72,12 +73,7 @@ class ProcessGroupComm final : public Comm {
   std::unique_ptr<CommWork> reduce_scatter_coalesced_async(std::vector<at::Tensor>& outs,
                                                            const std::vector<at::Tensor>& ins, ReduceOp op) override {
     if (backend_ != "nccl") return Comm::reduce_scatter_coalesced_async(outs, ins, op);  // gloo: one at a time
-    TORCH_CHECK(outs.size() == ins.size(), "reduce_scatter_coalesced: ", outs.size(), " outputs for ", ins.size(),
-                " inputs");
-    for (size_t i = 0; i < outs.size(); ++i) {
-      TORCH_CHECK(ins[i].numel() == outs[i].numel() * size_, "reduce_scatter_coalesced: input ", i, " has ",
-                  ins[i].numel(), " elements, expected ", outs[i].numel(), " x ", size_, " ranks");
-    }
+    detail::check_coalesced("reduce_scatter_coalesced", outs, ins, size_);
     c10d::ReduceScatterOptions opts;
     opts.reduceOp = to_c10d(op);
     std::vector<at::Tensor> inputs = ins;
@@ -87,12 +83,7 @@ class ProcessGroupComm final : public Comm {
   std::unique_ptr<CommWork> all_gather_coalesced_async(std::vector<at::Tensor>& outs,
                                                        const std::vector<at::Tensor>& ins) override {
     if (backend_ != "nccl") return Comm::all_gather_coalesced_async(outs, ins);  // gloo: CPU, one at a time
-    TORCH_CHECK(outs.size() == ins.size(), "all_gather_coalesced: ", outs.size(), " outputs for ", ins.size(),
-                " inputs");
-    for (size_t i = 0; i < outs.size(); ++i) {
-      TORCH_CHECK(outs[i].numel() == ins[i].numel() * size_, "all_gather_coalesced: output ", i, " has ",
-                  outs[i].numel(), " elements, expected ", ins[i].numel(), " x ", size_, " ranks");
-    }
+    detail::check_coalesced("all_gather_coalesced", ins, outs, size_);
     std::vector<at::Tensor> inputs = ins;
     return std::make_unique<GroupWork>(pg_->allgather_into_tensor_coalesced(outs, inputs, {}));
   }

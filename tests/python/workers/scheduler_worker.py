@@ -12,6 +12,7 @@ import torch
 import torch.distributed as dist
 
 import zerotrain
+from worker_common import check, regression_step
 
 LR = 1e-2
 BETAS = (0.9, 0.95)
@@ -55,11 +56,6 @@ def build(kind, stage):
     return engine, scheduler
 
 
-def check(name, ok, detail=""):
-    print(f"{'PASS' if ok else 'FAIL'} rank{dist.get_rank()} {name} {detail}", flush=True)
-    return ok
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--local_rank", type=int, default=0)
@@ -85,13 +81,7 @@ def main():
     ckpt = holder[0]
     losses, worst, lrs_ok = [], 0.0, True
     for step, (x, y) in enumerate(batches):
-        lo = rank * micro
-        loss = torch.nn.functional.mse_loss(engine(x[lo:lo + micro]), y[lo:lo + micro])
-        engine.backward(loss)
-        engine.step()
-        total = loss.detach().clone()
-        dist.all_reduce(total)
-        losses.append(total.item() / world)
+        losses.append(regression_step(engine, x, y, micro))
         ref_opt.zero_grad()
         ref_loss = torch.nn.functional.mse_loss(reference(x), y)
         ref_loss.backward()
@@ -110,13 +100,7 @@ def main():
     ok &= check(f"{tag} client state comes back without the scheduler's", client == {"step": 2}, str(client))
     resumed = []
     for x, y in batches[3:]:
-        lo = rank * micro
-        loss = torch.nn.functional.mse_loss(engine2(x[lo:lo + micro]), y[lo:lo + micro])
-        engine2.backward(loss)
-        engine2.step()
-        total = loss.detach().clone()
-        dist.all_reduce(total)
-        resumed.append(total.item() / world)
+        resumed.append(regression_step(engine2, x, y, micro))
     ok &= check(f"{tag} resume continues the schedule exactly", resumed == losses[3:], f"{resumed} vs {losses[3:]}")
     ok &= check(f"{tag} resumed learning rate", engine2.get_lr() == engine.get_lr(),
                 f"{engine2.get_lr()} vs {engine.get_lr()}")
