@@ -67,7 +67,8 @@ if [ -n "$PY_TARGET" ]; then
   # The Python package on NCCL: a Python module and tiny HF models at stages 0-3 against unsharded training.
   for args in "parity_worker.py --stages 0,1,2,3" "hf_worker.py --model llama --stage 3" \
               "hf_worker.py --model llama --stage 3 --checkpointing non_reentrant" "hf_worker.py --model gpt2 --stage 2" \
-              "hf_worker.py --model llama --stage 3 --dtype bf16" "trainer_worker.py --stage 3 --bf16"; do
+              "hf_worker.py --model llama --stage 3 --dtype bf16" "trainer_worker.py --stage 3 --bf16" \
+              "groups_worker.py --kind adamw --stage 3" "scheduler_worker.py --kind object --stage 2"; do
     name="py_$(echo "$args" | tr -c 'a-z0-9' '_')"
     ZEROTRAIN_PYTHON=$PY "$ZT" launch tests/python/workers/$args >"$OUT/$name.log" 2>&1
     rc=$?

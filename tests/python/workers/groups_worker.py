@@ -74,11 +74,13 @@ def main():
         ref_loss.backward()
         ref_opt.step()
         worst = max(worst, abs(mean - ref_loss.item()) / abs(ref_loss.item()))
-    ok = check(f"{tag} losses match torch with the same groups", worst < 1e-5, f"worst relative {worst:.2e}")
+    # Tolerances allow a GPU against the host reference; a bias decayed by mistake is off by ~1.5% per step.
+    ok = check(f"{tag} losses match torch with the same groups", worst < 1e-4, f"worst relative {worst:.2e}")
     with zerotrain.zero.GatheredParameters(engine):
-        diffs = [(p.detach().float() - q.detach()).abs().max().item()
+        diffs = [(p.detach().float().cpu() - q.detach()).abs().max().item()
                  for p, q in zip(model.parameters(), reference.parameters())]
-    ok &= check(f"{tag} weights match torch with the same groups", max(diffs) < 1e-5, f"max difference {max(diffs):.2e}")
+    ok &= check(f"{tag} weights match torch with the same groups", max(diffs) < 1e-4,
+                f"max difference {max(diffs):.2e}")
     dist.barrier()
     sys.exit(0 if ok else 1)
 

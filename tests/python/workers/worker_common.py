@@ -11,11 +11,11 @@ def check(name, ok, detail=""):
 
 
 def regression_step(engine, x, y, micro):
-    """One engine step of MSE regression on this rank's micro-batch of the global (x, y); returns the loss averaged
-    over ranks (the unsharded loss on the whole batch)."""
+    """One engine step of MSE regression on this rank's micro-batch of the global (x, y) (on the host; moved to the
+    engine's device); returns the loss averaged over ranks (the unsharded loss on the whole batch)."""
     rank, world = dist.get_rank(), dist.get_world_size()
     lo = rank * micro
-    loss = F.mse_loss(engine(x[lo:lo + micro]), y[lo:lo + micro])
+    loss = F.mse_loss(engine(x[lo:lo + micro].to(engine.device)), y[lo:lo + micro].to(engine.device))
     engine.backward(loss)
     engine.step()
     total = loss.detach().clone()
