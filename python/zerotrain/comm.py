@@ -54,18 +54,21 @@ def _release_captured_groups():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # some modules' attributes warn when touched (torch.distributed.reduce_op)
         for module in list(sys.modules.values()):
-            namespace = getattr(module, "__dict__", None)
-            if not isinstance(namespace, dict):
+            try:
+                namespace = getattr(module, "__dict__", None)
+                if not isinstance(namespace, dict):
+                    continue
+                for value in list(namespace.values()):
+                    if isinstance(value, types.FunctionType):
+                        scrub(value)
+                    elif isinstance(value, type) and value.__module__ == getattr(module, "__name__", None):
+                        for member in list(vars(value).values()):
+                            if isinstance(member, (staticmethod, classmethod)):
+                                member = member.__func__
+                            if isinstance(member, types.FunctionType):
+                                scrub(member)
+            except Exception:  # an odd object in sys.modules (a lazy proxy): nothing of ours to release there
                 continue
-            for value in list(namespace.values()):
-                if isinstance(value, types.FunctionType):
-                    scrub(value)
-                elif isinstance(value, type) and value.__module__ == getattr(module, "__name__", None):
-                    for member in list(vars(value).values()):
-                        if isinstance(member, (staticmethod, classmethod)):
-                            member = member.__func__
-                        if isinstance(member, types.FunctionType):
-                            scrub(member)
     return released
 
 
