@@ -8,8 +8,10 @@
 The DeepSpeed config may use "auto" values as with Transformers' DeepSpeed integration; they are filled from the
 TrainingArguments (batch size, gradient accumulation, learning rate, Adam betas and epsilon, weight decay, gradient
 clipping, bf16/fp16, warmup and total steps) and the model config (hidden_size for bucket sizes). The engine runs
-the optimizer and schedule of the config: give the config an "optimizer" section (and a "scheduler" one for a
-schedule). Do not set TrainingArguments.deepspeed: Transformers would look for the deepspeed package.
+the optimizer and schedule of the config; as with Transformers' DeepSpeed integration, a config without an
+"optimizer" section gets the Trainer's AdamW (weight decay on its decay groups only) and one without a "scheduler"
+section the Trainer's schedule (lr_scheduler_type, warmup). Do not set TrainingArguments.deepspeed: Transformers
+would look for the deepspeed package.
 
 What changes inside the Trainer: the engine does backward, gradient reduction, clipping and the optimizer step in
 training_step (Accelerate does not wrap the model in DDP); checkpoints hold the model's weights (save_pretrained
@@ -30,6 +32,7 @@ except ImportError as e:  # pragma: no cover - the module is only useful with tr
     raise ImportError("zerotrain.hf needs the transformers package (pip install transformers)") from e
 
 _ENGINE_TAG = "zerotrain"
+_TRAINER_ADAMW = {"adamw_torch", "adamw_torch_fused", "adamw_hf"}  # TrainingArguments.optim values run as AdamW
 
 
 def _fill_auto(config, args, model, num_training_steps):
@@ -125,11 +128,33 @@ class Trainer(transformers.Trainer):
             return
         config = json.loads(json.dumps(self._zt_config))
         run_info = _fill_auto(config, self.args, self.model, num_training_steps)
+        args = self.args
+        weight_decay = []
         if "optimizer" not in config:
-            raise ValueError("zerotrain.hf.Trainer: the config has no \"optimizer\" section; the engine runs the "
-                             "optimizer of the config (e.g. {\"type\": \"AdamW\", \"params\": {\"lr\": \"auto\", "
-                             "\"weight_decay\": \"auto\"}})")
-        self._zt_engine = ZeroTrainEngine(self.model, config, run_info, unit_classes=self._zt_units)
+            # As Transformers' DeepSpeed integration: without the section, the Trainer's own optimizer, AdamW on its
+            # decay / no-decay groups (the engine applies the groups' weight decay per parameter).
+            optim = str(getattr(args.optim, "value", args.optim))
+            if optim not in _TRAINER_ADAMW:
+                raise ValueError(f"zerotrain.hf.Trainer: the config has no \"optimizer\" section and "
+                                 f"TrainingArguments.optim is {optim!r}; allowed without a section: "
+                                 f"{', '.join(sorted(_TRAINER_ADAMW))} (the engine runs AdamW), or an \"optimizer\" "
+                                 "section in the config")
+            config["optimizer"] = {"type": "AdamW", "params": {
+                "lr": args.learning_rate, "betas": [args.adam_beta1, args.adam_beta2], "eps": args.adam_epsilon,
+                "weight_decay": args.weight_decay}}
+            decay = set(self.get_decay_parameter_names(self.model))
+            weight_decay = [(p, 0.0) for n, p in self.model.named_parameters() if p.requires_grad and n not in decay]
+        self._zt_engine = ZeroTrainEngine(self.model, config, run_info, unit_classes=self._zt_units,
+                                          weight_decay=weight_decay)
+        if "scheduler" not in config:
+            # Likewise the Trainer's own schedule (lr_scheduler_type, warmup), stepped by the engine after each
+            # optimizer step; a holder optimizer carries its learning rate to the engine.
+            holder = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=args.learning_rate)
+            schedule = transformers.get_scheduler(args.lr_scheduler_type, optimizer=holder,
+                                                  num_warmup_steps=args.get_warmup_steps(num_training_steps),
+                                                  num_training_steps=num_training_steps,
+                                                  scheduler_specific_kwargs=args.lr_scheduler_kwargs)
+            self._zt_engine._set_client_scheduler(schedule)
         self._zt_lr = self._zt_engine.get_lr()[0]
 
     # Transformers builds the optimizer in create_optimizer_and_scheduler(num_training_steps) (older versions) or

@@ -79,3 +79,11 @@ def test_param_groups_with_different_weight_decay_match_torch(launch, kind, stag
     # The decay / no-decay split of DeepSpeed scripts: a client optimizer's groups or model_parameters groups.
     rc, out = launch("groups_worker.py", 2, "--kind", kind, "--stage", stage)
     assert_passed(rc, out, 2 * 2)
+
+
+@needs_transformers
+def test_hugging_face_trainer_without_optimizer_or_scheduler_sections(launch):
+    # As Transformers' DeepSpeed integration: the Trainer's own AdamW (decay / no-decay groups) and linear schedule;
+    # the losses equal transformers.Trainer's own run (DDP), the resume repeats the uninterrupted run.
+    rc, out = launch("trainer_worker.py", 2, "--stage", 3, "--no_sections")
+    assert_passed(rc, out, 2 * 4 + 2)

@@ -48,10 +48,10 @@ def model():
     return transformers.LlamaForCausalLM(cfg)
 
 
-def arguments(out, stage, bf16, steps):
+def arguments(out, stage, bf16, steps, weight_decay=0.01):
     return transformers.TrainingArguments(
         output_dir=out, per_device_train_batch_size=2, gradient_accumulation_steps=2, max_steps=steps,
-        learning_rate=1e-2, warmup_steps=2, weight_decay=0.01, max_grad_norm=1.0, logging_steps=1,
+        learning_rate=1e-2, warmup_steps=2, weight_decay=weight_decay, max_grad_norm=1.0, logging_steps=1,
         save_steps=6, save_strategy="steps", report_to=[], use_cpu=not torch.cuda.is_available(), bf16=bf16, seed=0,
         dataloader_drop_last=True, disable_tqdm=True)
 
@@ -65,10 +65,16 @@ def main():
     parser.add_argument("--local_rank", type=int, default=0)
     parser.add_argument("--stage", type=int, default=3)
     parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--no_sections", action="store_true",
+                        help="a config without \"optimizer\" and \"scheduler\": the Trainer's own AdamW and schedule")
     args = parser.parse_args()
     zerotrain.init_distributed()
     rank = dist.get_rank()
     config = dict(CONFIG, zero_optimization=dict(CONFIG["zero_optimization"], stage=args.stage))
+    # Without the sections, a large weight decay: one applied to the Trainer's no-decay group (norms) would show.
+    decay = 0.5 if args.no_sections else 0.01
+    if args.no_sections:
+        del config["optimizer"], config["scheduler"]
     out = [tempfile.mkdtemp(prefix="zt-trainer-") if rank == 0 else None]
     dist.broadcast_object_list(out)
     out = out[0]
@@ -79,17 +85,29 @@ def main():
         ok &= bool(cond)
         print(f"{'PASS' if cond else 'FAIL'} rank{rank} {name}: {detail}", flush=True)
 
-    trainer = Trainer(model=model(), args=arguments(out, args.stage, args.bf16, 12), train_dataset=Sequences(),
+    trainer = Trainer(model=model(), args=arguments(out, args.stage, args.bf16, 12, decay), train_dataset=Sequences(),
                       zerotrain_config=config)
     trainer.train()
     full = losses(trainer)
-    check("loss_falls", len(full) == 12 and full[-1] < 0.7 * full[0], f"{full[0]:.4f} -> {full[-1]:.4f}")
+    falls = 0.8 if args.no_sections else 0.7  # the Trainer's linear decay leaves a lower final learning rate
+    check("loss_falls", len(full) == 12 and full[-1] < falls * full[0], f"{full[0]:.4f} -> {full[-1]:.4f}")
     engine = trainer._zt_engine
     check("auto_values", engine.train_batch_size() == 4 * dist.get_world_size() and
           engine.gradient_accumulation_steps() == 2 and engine.config["gradient_clipping"] == 1.0,
           f"train_batch_size {engine.train_batch_size()}, gas {engine.gradient_accumulation_steps()}")
     lrs = [h["learning_rate"] for h in trainer.state.log_history if "learning_rate" in h]
-    check("schedule", lrs[0] == 0 and max(lrs) == 1e-2 and lrs[-1] < 1e-2, f"learning rates {lrs}")
+    if args.no_sections:
+        # Transformers' own Trainer (DDP over the same gloo group) with its AdamW on decay / no-decay groups and its
+        # linear schedule: the same losses.
+        plain = transformers.Trainer(model=model(), args=arguments(tempfile.mkdtemp(prefix="zt-plain-"), args.stage,
+                                                                   args.bf16, 12, decay), train_dataset=Sequences())
+        plain.train()
+        reference = losses(plain)
+        worst = max(abs(a - b) / abs(b) for a, b in zip(full, reference))
+        check("matches_transformers", len(reference) == len(full) and worst < 1e-4,
+              f"worst relative difference {worst:.2e}: {full} vs {reference}")
+    else:
+        check("schedule", lrs[0] == 0 and max(lrs) == 1e-2 and lrs[-1] < 1e-2, f"learning rates {lrs}")
 
     # save_model writes what the engine trained (gathered at stage 3), loadable by from_pretrained.
     final = os.path.join(out, "final")
@@ -107,7 +125,7 @@ def main():
         check("from_pretrained", sum(p.numel() for p in loaded.parameters()) ==
               sum(p.numel() for p in model().parameters()), f"loaded {checkpoint}")
     # Resume from step 6 in a fresh Trainer: steps 7-12 repeat the uninterrupted run.
-    resumed = Trainer(model=model(), args=arguments(out, args.stage, args.bf16, 12), train_dataset=Sequences(),
+    resumed = Trainer(model=model(), args=arguments(out, args.stage, args.bf16, 12, decay), train_dataset=Sequences(),
                       zerotrain_config=config)
     resumed.train(resume_from_checkpoint=checkpoint)
     again = losses(resumed)[-6:]
