@@ -52,13 +52,9 @@ def _optimizer_section(optimizer):
         raise ValueError(f"initialize: optimizer {type(optimizer).__name__} is not one zerotrain runs; allowed: "
                          f"{allowed}, or an \"optimizer\" section in the config")
     groups = optimizer.param_groups
-    first = {k: v for k, v in groups[0].items() if k != "params"}
-    for i, g in enumerate(groups[1:], start=1):
-        for k, v in g.items():
-            if k not in ("params", "weight_decay") and first.get(k) != v:
-                raise ValueError(f"initialize: optimizer param_groups[{i}] has {k}={v!r} but param_groups[0] has "
-                                 f"{first.get(k)!r}; zerotrain applies one set of hyperparameters to all parameters "
-                                 "(weight_decay may differ between groups)")
+    first = _agreed_hyperparameters(groups, "param_groups", owner="optimizer ")
+    if "weight_decay" in groups[0]:  # differing values: the first group's, and the rest per parameter
+        first.setdefault("weight_decay", groups[0]["weight_decay"])
     for k, ok in _UNSUPPORTED_HYPERPARAMETERS.items():
         if k in first and first[k] != ok:
             raise ValueError(f"initialize: {kind} with {k}={first[k]!r} is not supported; allowed: {k}={ok!r}")
@@ -68,6 +64,28 @@ def _optimizer_section(optimizer):
             v = first[k]
             params[k] = list(v) if isinstance(v, tuple) else (float(v) if torch.is_tensor(v) else v)
     return {"type": kind, "params": params}
+
+
+def _agreed_hyperparameters(groups, where, owner=""):
+    """The hyperparameters that param groups (dicts) set alike. weight_decay may differ between them (the decay /
+    no-decay split: the engine applies it per parameter, see _group_weight_decay) and is then left out; any other key
+    set differently is an error naming owner + where[i], never a silent choice of one value."""
+    differing_decay = len({g.get("weight_decay", _MISSING) for g in groups}) > 1
+    agreed = {}
+    for k in sorted({k for g in groups for k in g if k != "params"}):
+        if k == "weight_decay" and differing_decay:
+            continue
+        values = [g.get(k, _MISSING) for g in groups]
+        for i, v in enumerate(values[1:], start=1):
+            if v != values[0]:
+                shown = lambda x: "(not set)" if x is _MISSING else repr(x)  # noqa: E731
+                raise ValueError(f"initialize: {owner}{where}[{i}] has {k}={shown(v)} but {where}[0] has "
+                                 f"{shown(values[0])}; zerotrain applies one set of optimizer hyperparameters to "
+                                 "all parameters except weight_decay (per-group values of other keys are not "
+                                 "supported yet): give every group the same value")
+        if values[0] is not _MISSING:
+            agreed[k] = values[0]
+    return agreed
 
 
 def _group_weight_decay(groups):
@@ -451,8 +469,9 @@ def initialize(args=None, model=None, optimizer=None, model_parameters=None, tra
     lr_scheduler: a scheduler object built on `optimizer`, or a function of the optimizer (DeepSpeed's); it replaces
     the config's "scheduler", engine.step() steps it and applies its learning rate. Param groups (of `optimizer` or
     `model_parameters`) may differ in weight_decay only. run_info: values for "auto" entries (micro_batch_per_gpu,
-    gradient_accumulation_steps, hidden_size, lr, weight_decay, total_num_steps, warmup_num_steps). unit_classes: stage 3's unit submodule classes (default: the
-    model's _no_split_modules, else the elements of ModuleLists and Sequentials).
+    gradient_accumulation_steps, hidden_size, lr, weight_decay, total_num_steps, warmup_num_steps). unit_classes:
+    stage 3's unit submodule classes (default: the model's _no_split_modules, else the elements of ModuleLists and
+    Sequentials).
     """
     if model is None:
         raise ValueError("initialize: model is required")
@@ -512,23 +531,7 @@ def _apply_group_hyperparameters(model_parameters, cfg):
         return
     if len(groups) != len(model_parameters):
         raise ValueError("initialize: model_parameters mixes param-group dicts and tensors; pass one kind")
-    keys = sorted({k for g in groups for k in g if k != "params"})
-    agreed = {}
-    differing_decay = len({g.get("weight_decay", _MISSING) for g in groups}) > 1
-    for k in keys:
-        if k == "weight_decay" and differing_decay:
-            continue  # applied per parameter (see initialize)
-        values = [g.get(k, _MISSING) for g in groups]
-        for i, v in enumerate(values[1:], start=1):
-            if v != values[0]:
-                shown = lambda x: "(not set)" if x is _MISSING else repr(x)  # noqa: E731
-                raise ValueError(f"initialize: model_parameters[{i}] has {k}={shown(v)} but model_parameters[0] has "
-                                 f"{k}={shown(values[0])}; zerotrain applies one set of optimizer hyperparameters to "
-                                 "all parameters except weight_decay (per-group values of other keys are not "
-                                 "supported yet): give every group the same value, or leave it to the config's "
-                                 "\"optimizer\" section")
-        if values[0] is not _MISSING:
-            agreed[k] = values[0]
+    agreed = _agreed_hyperparameters(groups, "model_parameters")
     unknown = [k for k in agreed if k not in _COPIED_HYPERPARAMETERS]
     if unknown:
         raise ValueError(f"initialize: model_parameters groups set {unknown}; allowed keys besides 'params': "
@@ -543,6 +546,12 @@ def _apply_group_hyperparameters(model_parameters, cfg):
 
 
 _MISSING = object()
+
+
+def lr_holder(lr):
+    """A torch.optim optimizer that only carries a learning rate, for a scheduler to set and the engine to read (the
+    C++ engine steps the parameters)."""
+    return torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
 
 _SCHEDULER_KEY = "__zerotrain_lr_scheduler__"  # the client scheduler's state_dict in a checkpoint's client state
 
@@ -562,9 +571,7 @@ def _client_scheduler(lr_scheduler, optimizer, engine):
     if not callable(lr_scheduler):
         raise ValueError(f"initialize: lr_scheduler must be a scheduler object (with step() and .optimizer) or a "
                          f"function of the optimizer, not {type(lr_scheduler).__name__}")
-    holder = optimizer
-    if holder is None:
-        holder = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=engine.get_lr()[0])
+    holder = optimizer if optimizer is not None else lr_holder(engine.get_lr()[0])
     scheduler = lr_scheduler(holder)
     if not (hasattr(scheduler, "step") and getattr(scheduler, "optimizer", None) is holder):
         raise ValueError("initialize: the lr_scheduler function must return a scheduler of the optimizer it is "

@@ -23,7 +23,7 @@ import os
 import torch
 
 from .config import config_to_dict
-from .engine import ZeroTrainEngine
+from .engine import ZeroTrainEngine, lr_holder
 from .zero import GatheredParameters
 
 try:
@@ -148,9 +148,8 @@ class Trainer(transformers.Trainer):
                                           weight_decay=weight_decay)
         if "scheduler" not in config:
             # Likewise the Trainer's own schedule (lr_scheduler_type, warmup), stepped by the engine after each
-            # optimizer step; a holder optimizer carries its learning rate to the engine.
-            holder = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=args.learning_rate)
-            schedule = transformers.get_scheduler(args.lr_scheduler_type, optimizer=holder,
+            # optimizer step; lr_holder carries its learning rate to the engine.
+            schedule = transformers.get_scheduler(args.lr_scheduler_type, optimizer=lr_holder(args.learning_rate),
                                                   num_warmup_steps=args.get_warmup_steps(num_training_steps),
                                                   num_training_steps=num_training_steps,
                                                   scheduler_specific_kwargs=args.lr_scheduler_kwargs)

@@ -39,7 +39,9 @@ GradReducer::GradReducer(const FlatLayout& layout, std::vector<at::Tensor> param
   staging_.resize(layout_.buckets().size());
   for (const Bucket& bucket : layout_.buckets()) {
     std::vector<std::pair<int64_t, int64_t>> covered;
-    for (int p : bucket.params) covered.emplace_back(layout_.slots()[p].offset - bucket.begin, layout_.slots()[p].numel);
+    for (int p : bucket.params) {
+      covered.emplace_back(layout_.slots()[p].offset - bucket.begin, layout_.slots()[p].numel);
+    }
     std::sort(covered.begin(), covered.end());
     std::vector<std::pair<int64_t, int64_t>> gaps;
     int64_t at = 0;
@@ -167,21 +169,13 @@ void GradReducer::launch(int b) {
   }
   // Stage 1: reduce straight from the accumulation buffer when the dtypes match (it is zeroed after the step).
   at::Tensor region = acc_.narrow(0, bucket.begin, bucket.numel);
-  at::Tensor in = settings_.comm_dtype == at::kFloat ? region : region.to(settings_.comm_dtype);
-  if (pre != 1.0) in.mul_(pre);
-  at::Tensor out = at::empty({bucket.chunk}, in.options());
-  at::Tensor dest = grad_shard().narrow(0, bucket.shard_offset, bucket.chunk);
-  auto work = comm_->reduce_scatter_async(out, in, ReduceOp::kSum);
-  in_flight_.push_back({std::move(work), [in, out, dest, post]() mutable {
-                          dest.add_(out, post);
-                          (void)in;  // keeps the input alive until the collective is done
-                        }});
+  reduce_scatter_to_shard({b}, {settings_.comm_dtype == at::kFloat ? region : region.to(settings_.comm_dtype)});
 }
 
 void GradReducer::flush_group() {
   if (group_.empty()) return;
   while (in_flight_.size() >= kMaxInFlight) land_oldest();
-  std::vector<at::Tensor> ins, outs, dests;
+  std::vector<at::Tensor> ins;
   for (int b : group_) {
     const Bucket& bucket = layout_.buckets()[b];
     // A bucket whose parameters all went unused this micro-step contributes zeros; so do unused parameters.
@@ -193,13 +187,22 @@ void GradReducer::flush_group() {
       }
     }
     staging_[b] = at::Tensor();
-    if (settings_.pre_scale != 1.0) in.mul_(settings_.pre_scale);
-    outs.push_back(at::empty({bucket.chunk}, in.options()));
-    dests.push_back(grad_shard().narrow(0, bucket.shard_offset, bucket.chunk));
     ins.push_back(std::move(in));
   }
-  group_.clear();
+  std::vector<int> buckets;
+  buckets.swap(group_);
   group_numel_ = 0;
+  reduce_scatter_to_shard(buckets, std::move(ins));
+}
+
+void GradReducer::reduce_scatter_to_shard(const std::vector<int>& buckets, std::vector<at::Tensor> ins) {
+  std::vector<at::Tensor> outs, dests;
+  for (size_t i = 0; i < buckets.size(); ++i) {
+    const Bucket& bucket = layout_.buckets()[buckets[i]];
+    if (settings_.pre_scale != 1.0) ins[i].mul_(settings_.pre_scale);
+    outs.push_back(at::empty({bucket.chunk}, ins[i].options()));
+    dests.push_back(grad_shard().narrow(0, bucket.shard_offset, bucket.chunk));
+  }
   auto work = ins.size() == 1 ? comm_->reduce_scatter_async(outs[0], ins[0], ReduceOp::kSum)
                               : comm_->reduce_scatter_coalesced_async(outs, ins, ReduceOp::kSum);
   in_flight_.push_back({std::move(work), [ins = std::move(ins), outs, dests, post = settings_.post_scale]() mutable {
@@ -213,20 +216,15 @@ void GradReducer::launch_late(int b) {
   const Bucket& bucket = layout_.buckets()[b];
   at::Tensor in = late_[b].scalar_type() == settings_.comm_dtype ? late_[b] : late_[b].to(settings_.comm_dtype);
   late_[b] = at::Tensor();
-  if (settings_.pre_scale != 1.0) in.mul_(settings_.pre_scale);
-  const double post = settings_.post_scale;
-  if (settings_.stage == 0) {
-    at::Tensor region = acc_.narrow(0, bucket.begin, bucket.numel);
-    auto work = comm_->all_reduce_async(in, ReduceOp::kSum);
-    in_flight_.push_back({std::move(work), [region, in, post]() mutable { region.add_(in.to(at::kFloat), post); }});
+  if (settings_.stage >= 1) {
+    reduce_scatter_to_shard({b}, {std::move(in)});
     return;
   }
-  at::Tensor out = at::empty({bucket.chunk}, in.options());
-  at::Tensor dest = grad_shard().narrow(0, bucket.shard_offset, bucket.chunk);
-  auto work = comm_->reduce_scatter_async(out, in, ReduceOp::kSum);
-  in_flight_.push_back({std::move(work), [in, out, dest, post]() mutable {
-                          dest.add_(out, post);
-                          (void)in;
+  if (settings_.pre_scale != 1.0) in.mul_(settings_.pre_scale);
+  at::Tensor region = acc_.narrow(0, bucket.begin, bucket.numel);
+  auto work = comm_->all_reduce_async(in, ReduceOp::kSum);
+  in_flight_.push_back({std::move(work), [region, in, post = settings_.post_scale]() mutable {
+                          region.add_(in.to(at::kFloat), post);
                         }});
 }
 

@@ -74,6 +74,9 @@ class GradReducer {
   void enqueue(int bucket);  // launches the bucket (stages 0-1) or adds it to the group (stages 2-3)
   void launch(int bucket);   // stages 0-1
   void flush_group();        // stages 2-3: one reduce-scatter for the grouped buckets
+  // Stages 1-3: reduce-scatters ins[i] (bucket buckets[i], comm dtype; pre-scaled here) in one collective; each
+  // result is added, post-scaled, to the bucket's range of grad_shard() when it lands.
+  void reduce_scatter_to_shard(const std::vector<int>& buckets, std::vector<at::Tensor> ins);
   void launch_late(int bucket);
 
   const FlatLayout& layout_;

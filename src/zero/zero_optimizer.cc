@@ -37,8 +37,7 @@ ZeroOptimizer::ZeroOptimizer(const FlatLayout& layout, at::Tensor params, std::s
   weight_decay_ = oc.weight_decay;
   decoupled_decay_ = oc.kind == OptimizerKind::kLion ||
                      ((oc.kind == OptimizerKind::kAdam || oc.kind == OptimizerKind::kAdamW) && oc.adam_w_mode);
-  for (const ShardSegment& seg : layout_.shard_segments()) {
-    if (weight_decay.empty()) break;
+  for (const ShardSegment& seg : weight_decay.empty() ? std::vector<ShardSegment>{} : layout_.shard_segments()) {
     TORCH_INTERNAL_ASSERT(seg.param_index < static_cast<int64_t>(weight_decay.size()));
     const std::optional<double>& wd = weight_decay[seg.param_index];
     if (!wd || *wd == weight_decay_) continue;

@@ -401,25 +401,34 @@ TEST(Stage3Engine, ADeferredModelBelowStage3IsAnErrorNamingTheParameterAndStage)
   }
 }
 
-// A user's C++ module that declares its segments: three layers, the last one reused after the first (shared).
-struct MlpStack : torch::nn::Module, Segmented {
-  MlpStack() {
-    for (int i = 0; i < 3; ++i) layers.push_back(register_module("l" + std::to_string(i), torch::nn::Linear(16, 16)));
+// A user's C++ module that declares its segments: `layers` layers of width x width, one segment each, run in
+// `order` (a layer may run twice: shared), tanh after each.
+struct LayerStack : torch::nn::Module, Segmented {
+  LayerStack(int layers, int64_t width, std::vector<int64_t> order) : order(std::move(order)) {
+    for (int i = 0; i < layers; ++i) {
+      this->layers.push_back(register_module("l" + std::to_string(i), torch::nn::Linear(width, width)));
+    }
   }
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& y) {
-    at::Tensor h = x;
-    for (int64_t s : {0, 2, 1, 2}) {
+  at::Tensor run(at::Tensor h) {
+    for (int64_t s : order) {
       torch::nn::LinearImpl* layer = layers[s].get();
       h = run_segment(s, [layer](const at::Tensor& in) { return at::tanh(layer->forward(in)); }, h);
     }
-    return (h - y).pow(2).mean();
+    return h;
   }
   std::vector<std::vector<at::Tensor>> segment_parameters() const override {
     std::vector<std::vector<at::Tensor>> out;
     for (const auto& l : layers) out.push_back(l->parameters());
     return out;
   }
+  std::vector<int64_t> order;
   std::vector<torch::nn::Linear> layers;
+};
+
+// Three layers, the last one reused after the first (shared).
+struct MlpStack : LayerStack {
+  MlpStack() : LayerStack(3, 16, {0, 2, 1, 2}) {}
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& y) { return (run(x) - y).pow(2).mean(); }
 };
 
 std::vector<double> train_mlp(int stage, bool checkpoint) {
@@ -489,30 +498,20 @@ class CountingComm final : public Comm {
 };
 
 // 32 segments of one small layer each.
-struct ManyUnits : torch::nn::Module, Segmented {
-  ManyUnits() {
-    for (int i = 0; i < 32; ++i) layers.push_back(register_module("l" + std::to_string(i), torch::nn::Linear(8, 8)));
-  }
-  at::Tensor forward(const at::Tensor& x) {
-    at::Tensor h = x;
-    for (size_t s = 0; s < layers.size(); ++s) {
-      torch::nn::LinearImpl* layer = layers[s].get();
-      h = run_segment(static_cast<int64_t>(s), [layer](const at::Tensor& in) { return at::tanh(layer->forward(in)); },
-                      h);
-    }
-    return h.pow(2).mean();
-  }
-  std::vector<std::vector<at::Tensor>> segment_parameters() const override {
-    std::vector<std::vector<at::Tensor>> out;
-    for (const auto& l : layers) out.push_back(l->parameters());
-    return out;
-  }
-  std::vector<torch::nn::Linear> layers;
+std::vector<int64_t> first_n(int n) {
+  std::vector<int64_t> v(n);
+  std::iota(v.begin(), v.end(), 0);
+  return v;
+}
+struct ManyUnits : LayerStack {
+  ManyUnits() : LayerStack(32, 8, first_n(32)) {}
+  at::Tensor forward(const at::Tensor& x) { return run(x).pow(2).mean(); }
 };
 
 TEST(Stage3Engine, SmallUnitsShareTheirCollectives) {
-  // 32 units of 72 elements (96 in the layout), prefetch bucket 8 units: after the first step (no recorded order), gathers
-  // and reductions go 3 or more units to a collective on average (one each without batching); losses equal stage 0's.
+  // 32 units of 72 elements (96 in the layout), prefetch bucket 8 units: after the first step (no recorded order),
+  // gathers and reductions go 3 or more units to a collective on average (one each without batching); losses equal
+  // stage 0's.
   std::vector<double> losses[2];
   int gathers = 0, reductions = 0;
   for (int stage : {0, 3}) {
