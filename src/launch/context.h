@@ -17,6 +17,7 @@ struct LaunchContext {
   std::string timestamp;    // local start time, %Y%m%d%H%M%S (per-rank log names, as DeepSpeed)
   int pid = 0;
   int gpu_count = 0;        // GPUs of this machine (count_local_gpus)
+  int cpu_count = 0;        // cores this process may run on (allowed_cpus): OMP_NUM_THREADS per rank
   bool is_root = false;
 
   // The context of this process.

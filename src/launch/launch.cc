@@ -13,6 +13,7 @@
 #include <ctime>
 #include <filesystem>
 
+#include "launch/cpu_binding.h"
 #include "launch/devices.h"
 #include "launch/error.h"
 #include "launch/rank_command.h"
@@ -269,6 +270,7 @@ LaunchContext LaunchContext::current() {
   std::strftime(stamp, sizeof(stamp), "%Y%m%d%H%M%S", &local);
   ctx.timestamp = stamp;
   ctx.gpu_count = count_local_gpus();
+  ctx.cpu_count = static_cast<int>(allowed_cpus().size());
   ctx.is_root = ::geteuid() == 0;
   return ctx;
 }

@@ -1,4 +1,6 @@
 // The local runner: one process per slot of this node.
+#include <algorithm>
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -28,11 +30,23 @@ class LocalRunner final : public Runner {
     if (job.opts.bind_cores_to_rank) {
       cores = job.opts.bind_core_list.empty() ? allowed_cpus() : parse_core_list(job.opts.bind_core_list);
     }
+    // Every rank's OpenMP and ATen pools default to all of the machine's cores: 8 ranks on 16 cores ran 8 x 16
+    // spinning threads, and a CPU-side step took minutes instead of seconds. Unless the user set it (or binds cores,
+    // below), each rank gets its share of the cores this launcher may use, as torchrun sets 1.
+    const bool share_threads = !job.opts.bind_cores_to_rank && num_local > 1 && job.ctx.cpu_count > 0 &&
+                               job.ctx.env.find("OMP_NUM_THREADS") == job.ctx.env.end();
+    const int threads_per_rank = std::max(1, job.ctx.cpu_count / std::max(1, num_local));
+    if (share_threads) {
+      plan.notes.push_back(fmt::format("OMP_NUM_THREADS is not set: each of the {} ranks on this node gets {} ({} cores / "
+                                       "{} ranks); set OMP_NUM_THREADS to choose another value",
+                                       num_local, threads_per_rank, job.ctx.cpu_count, num_local));
+    }
     for (int i = 0; i < num_local; ++i) {
       ProcessSpec spec;
       Environment env = job.ctx.env;
       for (auto& [k, v] : rank_environment(job.world, job.node_rank, i, job.rdzv)) env[k] = v;
       const int rank = std::stoi(env["RANK"]);
+      if (share_threads) env["OMP_NUM_THREADS"] = std::to_string(threads_per_rank);
       if (job.opts.bind_cores_to_rank) {
         spec.cpus = cores_for_rank(cores, num_local, i);
         env["OMP_NUM_THREADS"] = std::to_string(spec.cpus.size());

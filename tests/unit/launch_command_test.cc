@@ -422,6 +422,36 @@ TEST_F(LaunchPlanTest, BindCoresGivesEachRankItsShare) {
   EXPECT_EQ(plan.processes[1].env.at("OMP_NUM_THREADS"), "3");
 }
 
+TEST_F(LaunchPlanTest, RanksShareTheCoresUnlessOmpNumThreadsIsSet) {
+  LaunchOptions opts = options();
+  opts.num_gpus = 8;
+  LaunchContext ctx = context();
+  ctx.cpu_count = 16;
+  LaunchPlan plan = plan_launch(opts, ctx);
+  for (const auto& p : plan.processes) EXPECT_EQ(p.env.at("OMP_NUM_THREADS"), "2");
+  const auto shared = [](const LaunchPlan& p) {
+    return std::ranges::count_if(p.notes, [](const std::string& n) {
+      return n.find("OMP_NUM_THREADS is not set: each of the 8 ranks on this node gets") != std::string::npos;
+    });
+  };
+  EXPECT_EQ(shared(plan), 1);
+
+  ctx.cpu_count = 4;  // more ranks than cores: one thread each
+  plan = plan_launch(opts, ctx);
+  EXPECT_EQ(plan.processes[7].env.at("OMP_NUM_THREADS"), "1");
+
+  ctx.env["OMP_NUM_THREADS"] = "5";  // the user's value wins
+  plan = plan_launch(opts, ctx);
+  for (const auto& p : plan.processes) EXPECT_EQ(p.env.at("OMP_NUM_THREADS"), "5");
+  EXPECT_EQ(shared(plan), 0);
+
+  ctx = context();
+  ctx.cpu_count = 16;
+  opts.num_gpus = 1;  // one rank keeps every core
+  plan = plan_launch(opts, ctx);
+  EXPECT_EQ(plan.processes[0].env.count("OMP_NUM_THREADS"), 0u);
+}
+
 // ---- planning: a node agent (--no_ssh, --world_info) -------------------------------------------------
 
 TEST_F(LaunchPlanTest, NodeAgentRunsItsNodesRanks) {
