@@ -34,8 +34,8 @@ GradReducer::GradReducer(const FlatLayout& layout, std::vector<at::Tensor> param
   const auto fp32 = params_.front().options().dtype(at::kFloat);
   shard_options_ = fp32;
   if (settings_.stage <= 1) acc_ = at::zeros({layout_.total_numel()}, fp32);
-  // Stages 2-3 allocate the shard when the first reduction of a step lands (see zero()).
-  if (settings_.stage <= 1) grad_shard_ = settings_.stage == 0 ? acc_ : at::zeros({layout_.shard_numel()}, fp32);
+  // Stages 1-3 allocate the shard when the first reduction of a step lands (see zero()).
+  if (settings_.stage == 0) grad_shard_ = acc_;
   staging_.resize(layout_.buckets().size());
   for (const Bucket& bucket : layout_.buckets()) {
     std::vector<std::pair<int64_t, int64_t>> covered;
@@ -249,12 +249,11 @@ void GradReducer::end_backward() {
 void GradReducer::zero() {
   HostScope host;
   if (acc_.defined()) acc_.zero_();
-  if (settings_.stage >= 2) {
-    // Between optimizer steps stages 2-3 hold no gradients (as FSDP after zero_grad(set_to_none=True)): 4 bytes per
-    // parameter over N ranks come back with the first reduction of the next step.
+  if (settings_.stage >= 1) {
+    // Between optimizer steps stages 1-3 hold no reduced gradients (as FSDP after zero_grad(set_to_none=True)): 4
+    // bytes per parameter over N ranks come back with the first reduction of the next step (stage 1: on the
+    // accumulation boundary, at the end of backward).
     grad_shard_ = at::Tensor();
-  } else if (!grad_shard_.is_same(acc_)) {
-    grad_shard_.zero_();
   }
 }
 

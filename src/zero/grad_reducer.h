@@ -62,10 +62,10 @@ class GradReducer {
   // the results in grad_shard().
   void end_backward();
   // The reduced gradients this rank steps on, fp32: (shard_numel,) for stages 1-3, the whole (total_numel,)
-  // buffer for stage 0. Valid after end_backward() of a boundary micro-step. Stages 2-3 allocate it (zeros) at the
+  // buffer for stage 0. Valid after end_backward() of a boundary micro-step. Stages 1-3 allocate it (zeros) at the
   // first reduction after zero(), or here.
   at::Tensor& grad_shard();
-  // After the optimizer step: clears the accumulated gradients (stages 2-3: frees them).
+  // After the optimizer step: clears the accumulated gradients (stages 1-3: frees the reduced shard).
   void zero();
 
  private:
@@ -87,7 +87,7 @@ class GradReducer {
   std::vector<uintptr_t> hook_keys_;                                    // our hook on each, for removal
 
   at::Tensor acc_;         // (total_numel,) fp32, stages 0/1: gradients summed over micro-steps
-  at::Tensor grad_shard_;  // (shard_numel,) fp32 (stage 0: aliases acc_; stages 2-3: undefined between steps)
+  at::Tensor grad_shard_;  // (shard_numel,) fp32 (stage 0: aliases acc_; stages 1-3: undefined between steps)
   at::TensorOptions shard_options_;  // fp32 on the parameters' device
   std::vector<at::Tensor> staging_;  // stages 2-3: per bucket, (bucket.numel,) comm dtype, alive while in flight
   // Per bucket: the ranges no parameter covers (the padding), zeroed when its staging buffer is made: the

@@ -3,9 +3,11 @@
 #include "zerotrain/engine.h"
 
 #include <ATen/ATen.h>
+#include <c10/core/CPUAllocator.h>
 #include <gtest/gtest.h>
 #include <torch/nn/modules/linear.h>
 
+#include <atomic>
 #include <cmath>
 #include <limits>
 
@@ -152,6 +154,70 @@ TEST(Engine, Errors) {
   auto engine = initialize(model.ptr(), R"({"train_batch_size": 1, "optimizer": {"type": "Adam"}})", single_rank());
   EXPECT_THROW(engine.backward(at::ones({2}, at::requires_grad())), c10::Error);
   EXPECT_THROW(engine.backward(at::ones({})), c10::Error);
+}
+
+// Counts the bytes of live CPU tensors: the CPU allocator wrapped while it is installed.
+class CountingCpuAllocator final : public c10::Allocator {
+ public:
+  CountingCpuAllocator() : base_(c10::GetCPUAllocator()) { c10::SetCPUAllocator(this, kPriority); }
+  ~CountingCpuAllocator() override { c10::SetCPUAllocator(base_, kPriority); }
+  int64_t live() const { return live_.load(); }
+
+  c10::DataPtr allocate(size_t n) override {
+    auto* block = new Block{base_->allocate(n), n, this};
+    live_ += static_cast<int64_t>(n);
+    return {block->inner.get(), block, &release, c10::Device(c10::kCPU)};
+  }
+  void copy_data(void* dest, const void* src, std::size_t count) const override { default_copy_data(dest, src, count); }
+
+ private:
+  static constexpr uint8_t kPriority = 100;
+  struct Block {
+    c10::DataPtr inner;
+    size_t n;
+    CountingCpuAllocator* owner;
+  };
+  static void release(void* ctx) {
+    auto* block = static_cast<Block*>(ctx);
+    block->owner->live_ -= static_cast<int64_t>(block->n);
+    delete block;
+  }
+  c10::Allocator* base_;
+  std::atomic<int64_t> live_{0};
+};
+
+struct WideImpl : torch::nn::Module {
+  WideImpl() { fc = register_module("fc", torch::nn::Linear(256, 256)); }
+  at::Tensor forward(const at::Tensor& x) { return fc->forward(x).pow(2).mean(); }
+  torch::nn::Linear fc{nullptr};
+};
+TORCH_MODULE(Wide);
+
+// Between optimizer steps stages 1-3 hold no reduced (fp32) gradient shard: it is made by the step's first
+// reduction and freed after the step, so the model state held between steps is what the ZeRO table says.
+TEST(EngineMemory, StagesOneToThreeFreeTheReducedGradientsBetweenSteps) {
+  static CountingCpuAllocator counting;  // outlives every tensor it made (their deleters point at it)
+  for (int stage : {1, 2, 3}) {
+    Wide model;
+    const int64_t numel = 256 * 256 + 256;
+    auto engine = initialize(model.ptr(), R"({"train_batch_size": 2, "gradient_accumulation_steps": 2,
+        "gradient_clipping": 0, "optimizer": {"type": "AdamW", "params": {"lr": 1e-3}},
+        "zero_optimization": {"stage": )" + std::to_string(stage) + R"(, "stage3_max_reuse_distance": 0,
+        "stage3_param_persistence_threshold": 0}})", single_rank());
+    const auto micro_step = [&] {
+      engine.backward(engine.forward(at::ones({4, 256})));
+      engine.step();
+    };
+    for (int i = 0; i < 4; ++i) micro_step();  // two optimizer steps: Adam's states exist
+    const int64_t between = counting.live();
+    micro_step();  // not a boundary: stage 1 reduces nothing yet
+    engine.backward(engine.forward(at::ones({4, 256})));  // the boundary's backward: the shard is made
+    const int64_t after_reduction = counting.live();
+    engine.step();
+    EXPECT_GE(after_reduction - between, numel * 4 * 95 / 100)
+        << "stage " << stage << ": the fp32 gradient shard (" << numel * 4 << " bytes) is held between steps";
+    EXPECT_LE(counting.live() - between, numel * 4 / 20) << "stage " << stage << ": memory held after the step grew";
+  }
 }
 
 }  // namespace
