@@ -72,7 +72,8 @@ GradReducer::~GradReducer() {
 void GradReducer::begin_backward(bool boundary) {
   HostScope host;
   std::lock_guard<std::mutex> lock(mu_);
-  TORCH_INTERNAL_ASSERT(in_flight_.empty() && next_launch_ == 0, "begin_backward while a backward is in progress");
+  TORCH_INTERNAL_ASSERT(in_flight_.empty() && next_launch_ == 0 && pending_grads_.empty(),
+                        "begin_backward while a backward is in progress");
   reduce_this_step_ = settings_.stage >= 2 || boundary;
   for (size_t b = 0; b < layout_.buckets().size(); ++b) {
     missing_[b] = static_cast<int>(layout_.buckets()[b].params.size());
@@ -102,7 +103,22 @@ void GradReducer::on_grad_ready(int p) {
   // chains: this runs once per parameter and backward on small tensors is host-bound.
   const at::Tensor flat_grad = grad.is_contiguous() ? grad.view({-1}) : grad.reshape({-1});
   if (settings_.stage <= 1) {
-    acc_.as_strided({slot.numel}, {1}, acc_.storage_offset() + slot.offset).add_(flat_grad);
+    const bool joins = pending_grads_.empty() ||
+                       (flat_grad.scalar_type() == pending_grads_.front().scalar_type() &&
+                        (slot.offset == span_end_ || slot.offset + slot.numel == span_begin_) &&
+                        span_end_ - span_begin_ + slot.numel <= kPackNumel);
+    if (reported_[p] || slot.numel >= kPackNumel) {
+      land_pending();
+      acc_.as_strided({slot.numel}, {1}, acc_.storage_offset() + slot.offset).add_(flat_grad);
+    } else {
+      // Small gradients of neighbouring slots wait and are added together (see pending_grads_).
+      if (!joins) land_pending();
+      if (pending_grads_.empty()) span_begin_ = span_end_ = slot.offset;
+      span_begin_ = std::min(span_begin_, slot.offset);
+      span_end_ = std::max(span_end_, slot.offset + slot.numel);
+      pending_offsets_.push_back(slot.offset);
+      pending_grads_.push_back(flat_grad);
+    }
   } else {
     at::Tensor& staging = staging_[slot.bucket];
     if (!staging.defined()) {
@@ -113,7 +129,14 @@ void GradReducer::on_grad_ready(int p) {
     }
     at::Tensor dest = staging.as_strided({slot.numel}, {1}, staging.storage_offset() + slot.offset - bucket.begin);
     if (reported_[p]) {
+      land_pending();        // its first part may still be waiting
       dest.add_(flat_grad);  // a further part of the same gradient (see the note)
+    } else if (slot.numel < kPackNumel && flat_grad.scalar_type() == dest.scalar_type()) {
+      // Small gradients wait and land together: one multi-tensor copy instead of a kernel launch each.
+      if (pending_numel_ + slot.numel > kPackNumel) land_pending();
+      pending_dests_.push_back(std::move(dest));
+      pending_grads_.push_back(flat_grad);
+      pending_numel_ += slot.numel;
     } else {
       dest.copy_(flat_grad);
     }
@@ -122,6 +145,35 @@ void GradReducer::on_grad_ready(int p) {
   if (reported_[p]) return;      // a second part of the same gradient (see the note)
   reported_[p] = 1;
   if (--missing_[slot.bucket] == 0 && reduce_this_step_ && settings_.overlap_comm) launch_ready_in_order();
+}
+
+void GradReducer::land_pending() {
+  if (pending_grads_.empty()) return;
+  if (settings_.stage <= 1) {
+    // They tile [span_begin_, span_end_) of the accumulation buffer: packed side by side in their own dtype (one
+    // multi-tensor copy), then added with one widening kernel.
+    at::Tensor region = acc_.narrow(0, span_begin_, span_end_ - span_begin_);
+    if (pending_grads_.size() == 1) {
+      region.add_(pending_grads_.front());
+    } else {
+      at::Tensor packed = at::empty({span_end_ - span_begin_}, pending_grads_.front().options());
+      std::vector<at::Tensor> dests;
+      dests.reserve(pending_grads_.size());
+      for (size_t i = 0; i < pending_grads_.size(); ++i) {
+        dests.push_back(packed.narrow(0, pending_offsets_[i] - span_begin_, pending_grads_[i].numel()));
+      }
+      at::_foreach_copy_(dests, pending_grads_);
+      region.add_(packed);
+    }
+    pending_offsets_.clear();
+  } else if (pending_grads_.size() == 1) {
+    pending_dests_.front().copy_(pending_grads_.front());
+  } else {
+    at::_foreach_copy_(pending_dests_, pending_grads_);
+  }
+  pending_dests_.clear();
+  pending_grads_.clear();
+  pending_numel_ = 0;
 }
 
 void GradReducer::launch_ready_in_order() {
@@ -153,6 +205,7 @@ void GradReducer::land_oldest() {
 }
 
 void GradReducer::launch(int b) {
+  land_pending();  // the bucket's gradients may still wait
   while (in_flight_.size() >= kMaxInFlight) land_oldest();
   const Bucket& bucket = layout_.buckets()[b];
   const double pre = settings_.pre_scale, post = settings_.post_scale;
@@ -174,6 +227,7 @@ void GradReducer::launch(int b) {
 
 void GradReducer::flush_group() {
   if (group_.empty()) return;
+  land_pending();  // the group's buckets must hold all their gradients before the collective reads them
   while (in_flight_.size() >= kMaxInFlight) land_oldest();
   std::vector<at::Tensor> ins;
   for (int b : group_) {
@@ -231,6 +285,7 @@ void GradReducer::launch_late(int b) {
 void GradReducer::end_backward() {
   HostScope host;
   std::lock_guard<std::mutex> lock(mu_);
+  land_pending();
   if (reduce_this_step_) {
     // Unused parameters never report: their buckets go now, in order, with zeros for them.
     const int n = static_cast<int>(layout_.buckets().size());

@@ -78,6 +78,7 @@ class GradReducer {
   // result is added, post-scaled, to the bucket's range of grad_shard() when it lands.
   void reduce_scatter_to_shard(const std::vector<int>& buckets, std::vector<at::Tensor> ins);
   void launch_late(int bucket);
+  void land_pending();  // lands the waiting small gradients (see pending_grads_)
 
   const FlatLayout& layout_;
   std::vector<at::Tensor> params_;
@@ -93,6 +94,20 @@ class GradReducer {
   // Per bucket: the ranges no parameter covers (the padding), zeroed when its staging buffer is made: the
   // parameters' ranges are written by their first gradient (or zeroed at launch when none came).
   std::vector<std::vector<std::pair<int64_t, int64_t>>> gaps_;  // (offset in the bucket, numel)
+
+  // Gradients smaller than kPackNumel wait here, moved out of param.grad, and land together: stages 2-3 copy them
+  // into their staging ranges with one multi-tensor copy (`_foreach_copy_`: one kernel launch on CUDA for many
+  // tensors); stages 0-1 take a run of neighbouring slots (they arrive in layout order), pack it with one such copy
+  // and add it to the accumulation buffer with one kernel. They land when kPackNumel elements wait (stages 0-1: or
+  // the next one is not a neighbour or has another dtype), before a bucket is reduced, when a later part of one
+  // arrives, and after backward. A landing kernel per parameter was most of the engine's host time per parameter
+  // on a GPU (a launch is ~5-8 us); the price is at most kPackNumel elements of gradients held a little longer
+  // (and, at stages 0-1, packed once more). Larger gradients land at once, as before.
+  static constexpr int64_t kPackNumel = int64_t{1} << 24;
+  std::vector<at::Tensor> pending_dests_, pending_grads_;  // pending_dests_: stages 2-3
+  std::vector<int64_t> pending_offsets_;                   // stages 0-1: each one's slot offset
+  int64_t span_begin_ = 0, span_end_ = 0;                  // stages 0-1: the run they cover
+  int64_t pending_numel_ = 0;                              // stages 2-3
 
   std::mutex mu_;                   // hooks may run on autograd's device threads
   bool reduce_this_step_ = false;   // stage 0/1: boundary; stage 2: always

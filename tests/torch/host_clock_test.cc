@@ -8,6 +8,8 @@
 #include <torch/torch.h>
 
 #include <atomic>
+#include <cstdio>
+#include <utility>
 #include <string>
 
 #include "zerotrain/comm.h"
@@ -154,6 +156,52 @@ TEST(EngineHostCalls, StageThreeAddsFewCallsPerUnit) {
   // Two gathers and one reduction per unit and step: 12.4 calls per unit over stage 2 with torch 2.11 (18.4 before
   // the gather views were made once and gradients landed through one view; dispatch is what small units cost).
   EXPECT_LE(stage3 - stage2, 15 * units) << "stage 2: " << stage2 << " calls, stage 3: " << stage3;
+}
+
+// Top-level aten::copy_ and aten::add_ calls (not those inside _foreach_copy_, which runs one copy per tensor on
+// the CPU) and _foreach_copy_ calls, while counting.
+thread_local int t_in_foreach = 0;
+std::atomic<int64_t> g_copies{0}, g_foreach_copies{0};
+
+std::unique_ptr<at::ObserverContext> copy_enter(const at::RecordFunction& fn) {
+  const std::string_view name = fn.name();
+  if (name == "aten::_foreach_copy_") {
+    ++t_in_foreach;
+    if (g_counting.load()) g_foreach_copies.fetch_add(1);
+  } else if ((name == "aten::copy_" || name == "aten::add_") && t_in_foreach == 0 && g_counting.load()) {
+    g_copies.fetch_add(1);
+  }
+  return nullptr;
+}
+
+void copy_exit(const at::RecordFunction& fn, at::ObserverContext*) {
+  if (std::string_view(fn.name()) == "aten::_foreach_copy_") --t_in_foreach;
+}
+
+// Small gradients land in the flat buffers together (one multi-tensor copy on CUDA: one kernel launch; stages
+// 0-1 then one add), not with a copy or add per parameter (a launch each: most of the engine's host time per
+// parameter on a GPU).
+TEST(EngineHostCalls, SmallGradientsLandTogether) {
+  const auto handle = at::addGlobalCallback(
+      at::RecordFunctionCallback(copy_enter, copy_exit).scopes({at::RecordScope::FUNCTION}));
+  const auto copies = [](int stage, int units) {
+    g_copies = 0;
+    g_foreach_copies = 0;
+    calls_per_step(stage, units);
+    return std::pair{g_copies.load(), g_foreach_copies.load()};
+  };
+  // Other copies and adds per unit with torch 2.11: one at stages 0-2, four at stage 3 (the gathers' casts, the
+  // landing add). Two parameters per unit: landing them one by one would add 2 per unit.
+  for (auto [stage, other] : {std::pair{0, 1}, std::pair{1, 1}, std::pair{2, 1}, std::pair{3, 4}}) {
+    const auto [small_copies, small_foreach] = copies(stage, 16);
+    const auto [copies_, foreach_] = copies(stage, 48);
+    std::printf("stage %d: %ld/%ld copies and adds, %ld/%ld multi-tensor copies for 16/48 units\n", stage,
+                static_cast<long>(small_copies), static_cast<long>(copies_), static_cast<long>(small_foreach),
+                static_cast<long>(foreach_));
+    EXPECT_LE(copies_ - small_copies, (other + 1) * 32) << "stage " << stage << ": a copy per parameter";
+    EXPECT_GE(foreach_, 1) << "stage " << stage;
+  }
+  at::removeCallback(handle);
 }
 
 }  // namespace
