@@ -24,12 +24,14 @@ from . import zero
 
 __version__ = _C.__version__
 engine_host_cpu_seconds = _C.engine_host_cpu_seconds
+set_engine_host_accounting = _C.set_engine_host_accounting
 
 __all__ = [
     "ConfigError",
     "ZeroTrainEngine",
     "add_config_arguments",
     "engine_host_cpu_seconds",
+    "set_engine_host_accounting",
     "init_distributed",
     "initialize",
     "zero",

@@ -187,13 +187,22 @@ def test_backward_and_step_argument_errors():
 def test_engine_host_clock_moves_with_engine_work_only():
     engine, _, _, _ = zerotrain.initialize(model=tiny(), config=base_config(zero_optimization={"stage": 3}))
     x, y = torch.randn(2, 4), torch.randn(2, 2)
+
+    def step():
+        loss = torch.nn.functional.mse_loss(engine(x), y)
+        engine.backward(loss)
+        engine.step()
+
     before = zerotrain.engine_host_cpu_seconds()
-    loss = torch.nn.functional.mse_loss(engine(x), y)
-    engine.backward(loss)
-    engine.step()
+    step()
+    assert zerotrain.engine_host_cpu_seconds() == before, "accounting is off by default"
+    zerotrain.set_engine_host_accounting(True)
+    before = zerotrain.engine_host_cpu_seconds()
+    step()
     spent = zerotrain.engine_host_cpu_seconds() - before
     assert spent > 0
     # user code between engine calls is not the engine's
     before = zerotrain.engine_host_cpu_seconds()
     torch.randn(512, 512) @ torch.randn(512, 512)
     assert zerotrain.engine_host_cpu_seconds() == before
+    zerotrain.set_engine_host_accounting(False)

@@ -71,6 +71,7 @@ struct BurningStack : torch::nn::Module, Segmented {
 };
 
 TEST(EngineHostClock, CountsTheEngineAndNotTheModel) {
+  set_engine_host_accounting(true);
   for (int stage : {0, 3}) {
     for (bool checkpoint : {false, true}) {
       torch::manual_seed(0);
@@ -94,6 +95,20 @@ TEST(EngineHostClock, CountsTheEngineAndNotTheModel) {
       }
     }
   }
+}
+
+TEST(EngineHostClock, IsOffUnlessTurnedOn) {
+  set_engine_host_accounting(false);
+  auto model = std::make_shared<BurningStack>();
+  EngineOptions o;
+  o.comm = make_single_comm();
+  o.device = c10::Device(c10::kCPU);
+  auto engine = initialize(model, R"({"train_micro_batch_size_per_gpu": 2, "optimizer": {"type": "AdamW"},
+      "zero_optimization": {"stage": 3}})", o);
+  const double before = engine_host_cpu_seconds();
+  engine.backward(engine.forward(at::randn({2, 8})));
+  engine.step();
+  EXPECT_EQ(engine_host_cpu_seconds(), before);
 }
 
 struct PlainStack : torch::nn::Module, Segmented {
