@@ -8,6 +8,7 @@
 //                           --comm single|env]   (env: under `zerotrain launch --no_local_rank`, every rank)
 //                                    one GPU: the engine's host CPU time per step on a model of 2B small tensors
 //                                    (--count-ops: the TOP most called ATen operators of one step of each run)
+//   micro_bench layers               one GPU: the built-in Llama's fused RoPE and SwiGLU against their ATen forms
 //
 // opt: bandwidth = the bytes the step must move / its time. The Adam step reads param, grad, exp_avg, exp_avg_sq and
 // writes param, exp_avg, exp_avg_sq (28 B/element); the ZeRO step adds the gradient norm's read (4) and the 16-bit
@@ -42,6 +43,7 @@
 #include <nccl.h>
 #endif
 
+#include "models/layers.h"
 #include "optim/optim_kernels.h"
 #include "optim/shard_optimizer.h"
 #include "zero/flat_layout.h"
@@ -432,6 +434,57 @@ int bench_engine_cpu(int64_t blocks, int64_t width, int64_t tokens, int count_op
   return 0;
 }
 
+// The built-in Llama's fused elementwise layers (models/layers.h: rope_heads, swiglu) against their ATen forms, forward
+// and backward on one GPU at the 8B and 1.1B training shapes; GB/s counts the bytes the fused kernels must move
+// (rope: x read and y written, both ways; swiglu: gate, up read and out written forward, d_out, gate, up read and
+// d_gate, d_up written backward).
+int bench_layers() {
+  struct Shape {
+    const char* name;
+    int64_t batch, seq, hidden, heads, kv_heads, ffn;
+  };
+  const Shape shapes[] = {{"llama-8b", 2, 8192, 4096, 32, 8, 14336}, {"llama-1.1b", 4, 2048, 2048, 32, 4, 5632}};
+  const auto bf16 = at::TensorOptions(at::kBFloat16).device(at::kCUDA);
+  for (const Shape& sh : shapes) {
+    const int64_t d = sh.hidden / sh.heads, tokens = sh.batch * sh.seq;
+    auto [cos, sin] = zerotrain::detail::rope_tables(sh.seq, d, 500000.0, c10::Device(c10::kCUDA));
+    for (const int64_t heads : {sh.heads, sh.kv_heads}) {
+      const at::Tensor x = at::randn({sh.batch, sh.seq, heads * d}, bf16).requires_grad_(true);
+      const at::Tensor dy = at::randn({sh.batch, heads, sh.seq, d}, bf16);
+      auto run = [&](bool fused) {
+        return [&, fused] {
+          at::Tensor y = fused ? zerotrain::detail::rope_heads(x, heads, cos, sin)
+                               : zerotrain::detail::apply_rope(zerotrain::detail::split_heads(x, heads), cos, sin);
+          y.backward(dy);
+          x.mutable_grad() = at::Tensor();
+        };
+      };
+      const double aten = time_cuda(run(false)), fused = time_cuda(run(true));
+      const double bytes = 4.0 * static_cast<double>(x.numel()) * 2;
+      fmt::print("RESULT {{\"bench\": \"layers\", \"shape\": \"{}\", \"op\": \"rope_{}heads\", \"aten_ms\": {:.3f}, "
+                 "\"fused_ms\": {:.3f}, \"speedup\": {:.2f}, \"fused_GBps\": {:.0f}}}\n",
+                 sh.name, heads, aten * 1e3, fused * 1e3, aten / fused, bytes / fused / 1e9);
+    }
+    const at::Tensor g = at::randn({tokens, sh.ffn}, bf16).requires_grad_(true);
+    const at::Tensor u = at::randn({tokens, sh.ffn}, bf16).requires_grad_(true);
+    const at::Tensor dout = at::randn({tokens, sh.ffn}, bf16);
+    auto run = [&](bool fused) {
+      return [&, fused] {
+        at::Tensor out = fused ? zerotrain::detail::swiglu(g, u) : at::silu(g) * u;
+        out.backward(dout);
+        g.mutable_grad() = at::Tensor();
+        u.mutable_grad() = at::Tensor();
+      };
+    };
+    const double aten = time_cuda(run(false)), fused = time_cuda(run(true));
+    const double bytes = 8.0 * static_cast<double>(g.numel()) * 2;
+    fmt::print("RESULT {{\"bench\": \"layers\", \"shape\": \"{}\", \"op\": \"swiglu\", \"aten_ms\": {:.3f}, "
+               "\"fused_ms\": {:.3f}, \"speedup\": {:.2f}, \"fused_GBps\": {:.0f}}}\n",
+               sh.name, aten * 1e3, fused * 1e3, aten / fused, bytes / fused / 1e9);
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -455,6 +508,8 @@ int main(int argc, char** argv) {
   }
   if (what == "opt") return bench_opt(std::stoll(arg(argc, argv, "--numel", "1000000000")));
   if (what == "comm") return bench_comm();
-  fmt::print(stderr, "micro_bench: first argument {}: allowed opt, comm, engine_cpu\n", what.empty() ? "(none)" : what);
+  if (what == "layers") return bench_layers();
+  fmt::print(stderr, "micro_bench: first argument {}: allowed opt, comm, engine_cpu, layers\n",
+             what.empty() ? "(none)" : what);
   return 2;
 }

@@ -12,7 +12,9 @@
 # ZT_MICRO=0 skips the micro-benchmarks (bench/micro_bench.cc); ZT_FLOOR=0 the compute floors
 # (bench/peers/floor_anchor.py: the HF model's forward + backward on one GPU, no sharding, no optimizer); ZT_DS=0 skips
 # DeepSpeed (from .dspkgs/, scripts/fetch_deepspeed.sh; carry [".deps", ".dspkgs"]), ZT_DS_STAGES picks its stages;
-# ZT_SCALE=1 trains the 1.1B at 2 GPUs and at all GPUs (issue 8: bench/gpu/scaling.py).
+# ZT_SCALE=1 trains the 1.1B at 2 GPUs and at all GPUs (issue 8: bench/gpu/scaling.py). For a check that fits a few
+# minutes: ZT_UNIT_TESTS picks the C++ unit test binaries, ZT_PARITY_MODELS=0 skips the built-in models' grid,
+# ZT_MICRO_LIST the micro-benchmark parts (opt layers comm cpu cpu_world).
 set -uo pipefail
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -36,7 +38,7 @@ echo "torch $($PY -c 'import torch; print(torch.__version__)'), $NGPU GPUs" | te
 t0=$(date +%s)
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$DEPS/usr" \
   -DTORCH_CUDA_ARCH_LIST=9.0 -DCMAKE_CUDA_ARCHITECTURES=90 >"$OUT/cmake.log" 2>&1 || { tail -40 "$OUT/cmake.log"; exit 1; }
-TESTS="shard_optimizer_test shard_optimizer_kernels_test engine_test flat_layout_test loss_scaler_test lr_schedule_test models_test data_test stage3_test"
+TESTS="${ZT_UNIT_TESTS:-shard_optimizer_test shard_optimizer_kernels_test engine_test flat_layout_test loss_scaler_test lr_schedule_test models_test data_test stage3_test}"
 PY_TARGET=""
 if [ "${ZT_PY:-1}" = 1 ] && grep -q "Python extension ON" "$OUT/cmake.log"; then PY_TARGET=zerotrain_python; fi
 cmake --build build-gpu -j "$(nproc)" --target zerotrain_cli parity_worker train_bench attention_bench micro_bench $TESTS $PY_TARGET \
@@ -58,10 +60,12 @@ done
 "$ZT" launch --no_local_rank build-gpu/tests/distributed/parity_worker --device cuda >"$OUT/parity.log" 2>&1
 grep PARITY "$OUT/parity.log" | tee -a "$LOG"
 note "parity ($NGPU GPUs, NCCL): $(grep -E '^[0-9]+ passed, [0-9]+ failed' "$OUT/parity.log" || echo 'no result line')"
+if [ "${ZT_PARITY_MODELS:-1}" = 1 ]; then
 "$ZT" launch --no_local_rank build-gpu/tests/distributed/parity_worker --device cuda --models llama,gpt2,shared \
   --variants default,checkpoint,no_prefetch --precisions fp32,bf16 >"$OUT/parity_models.log" 2>&1
 grep PARITY "$OUT/parity_models.log" | grep -v ': ok' | tee -a "$LOG"
 note "parity, built-in models, stages 0-3 ($NGPU GPUs, NCCL): $(grep -E '^[0-9]+ passed, [0-9]+ failed' "$OUT/parity_models.log" || echo 'no result line')"
+fi
 fi
 if [ -n "$PY_TARGET" ]; then
   # The Python package on NCCL: a Python module and tiny HF models at stages 0-3 against unsharded training.
@@ -81,12 +85,21 @@ fi
 if [ "${ZT_MICRO:-1}" = 1 ]; then
   # Issue 7's micro-benchmarks: the optimizer step against a device copy, collectives against raw NCCL, the engine's
   # host CPU time per step on a model of 512 small tensors.
-  build-gpu/bench/micro_bench opt >"$OUT/micro_opt.log" 2>&1
-  "$ZT" launch --no_local_rank build-gpu/bench/micro_bench comm >"$OUT/micro_comm.log" 2>&1
-  build-gpu/bench/micro_bench engine_cpu >"$OUT/micro_cpu.log" 2>&1
-  # The same on every GPU (nccl): stage 3's collectives per unit cost host time that a single rank does not show.
-  "$ZT" launch --no_local_rank build-gpu/bench/micro_bench engine_cpu --comm env --stages 23 >"$OUT/micro_cpu_world.log" 2>&1
-  for f in micro_opt micro_comm micro_cpu micro_cpu_world; do
+  # ZT_MICRO_LIST picks parts (default all: opt layers comm cpu cpu_world).
+  MICRO="${ZT_MICRO_LIST:-opt layers comm cpu cpu_world}"
+  for m in $MICRO; do
+    case $m in
+      opt|layers) build-gpu/bench/micro_bench $m >"$OUT/micro_$m.log" 2>&1 ;;
+      comm) "$ZT" launch --no_local_rank build-gpu/bench/micro_bench comm >"$OUT/micro_comm.log" 2>&1 ;;
+      cpu) build-gpu/bench/micro_bench engine_cpu >"$OUT/micro_cpu.log" 2>&1 ;;
+      # The same on every GPU (nccl): stage 3's collectives per unit cost host time that a single rank does not show.
+      cpu_world) "$ZT" launch --no_local_rank build-gpu/bench/micro_bench engine_cpu --comm env --stages 23 \
+                   >"$OUT/micro_cpu_world.log" 2>&1 ;;
+      *) note "ZT_MICRO_LIST: unknown part $m (allowed: opt layers comm cpu cpu_world)" ;;
+    esac
+  done
+  for f in $(for m in $MICRO; do echo micro_$m; done); do
+    [ -f "$OUT/$f.log" ] || continue
     grep RESULT "$OUT/$f.log" | tee -a "$LOG"
     summary+=("$(grep RESULT "$OUT/$f.log")")
     grep -q RESULT "$OUT/$f.log" || note "$f: failed: $(tail -3 "$OUT/$f.log")"

@@ -5,6 +5,12 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <fmt/format.h>
+#ifdef ZEROTRAIN_WITH_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+
+#include "models/fused_kernels.h"
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -36,6 +42,119 @@ at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tens
   // rotate_half(x) = cat(-x2, x1): dimension i pairs with i + d/2.
   at::Tensor rotated = at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);  // (B, n, S, d)
   return x * cos.to(x.scalar_type()) + rotated * sin.to(x.scalar_type());
+}
+
+#ifdef ZEROTRAIN_WITH_CUDA
+namespace {
+
+bool fusable(const at::Tensor& t) {
+  const auto type = t.scalar_type();
+  return t.is_cuda() && (type == at::kBFloat16 || type == at::kHalf || type == at::kFloat);
+}
+
+ElemType elem_type(const at::Tensor& t) {
+  switch (t.scalar_type()) {
+    case at::kBFloat16: return ElemType::kBFloat16;
+    case at::kHalf: return ElemType::kHalf;
+    default: return ElemType::kFloat;
+  }
+}
+
+struct SwigluCuda : public torch::autograd::Function<SwigluCuda> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& gate, const at::Tensor& up) {
+    const c10::cuda::CUDAGuard guard(gate.device());
+    at::Tensor g = gate.contiguous(), u = up.contiguous();
+    at::Tensor out = at::empty_like(g);
+    swiglu_forward_cuda(g.data_ptr(), u.data_ptr(), out.data_ptr(), g.numel(), elem_type(g),
+                        at::cuda::getCurrentCUDAStream());
+    ctx->save_for_backward({g, u});
+    return out;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor& g = saved[0];
+    const at::Tensor& u = saved[1];
+    const c10::cuda::CUDAGuard guard(g.device());
+    at::Tensor d_out = grads[0].to(g.scalar_type()).contiguous();
+    at::Tensor d_gate = at::empty_like(g), d_up = at::empty_like(u);
+    swiglu_backward_cuda(d_out.data_ptr(), g.data_ptr(), u.data_ptr(), d_gate.data_ptr(), d_up.data_ptr(), g.numel(),
+                         elem_type(g), at::cuda::getCurrentCUDAStream());
+    return {d_gate, d_up};
+  }
+};
+
+RopeShape rope_shape(int64_t batch, int64_t seq, int64_t heads, int64_t dim) {
+  RopeShape shape;
+  shape.batch = batch;
+  shape.seq = seq;
+  shape.heads = heads;
+  shape.dim = dim;
+  return shape;
+}
+
+struct RopeCuda : public torch::autograd::Function<RopeCuda> {
+  // x (B, S, n * d) contiguous -> (B, n, S, d) contiguous.
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, int64_t heads,
+                            const at::Tensor& cos, const at::Tensor& sin) {
+    const c10::cuda::CUDAGuard guard(x.device());
+    const int64_t batch = x.size(0), seq = x.size(1), dim = x.size(2) / heads;
+    at::Tensor xc = x.contiguous();
+    at::Tensor y = at::empty({batch, heads, seq, dim}, x.options());
+    RopeShape shape = rope_shape(batch, seq, heads, dim);
+    const int64_t xs[3] = {seq * heads * dim, heads * dim, dim}, ys[3] = {heads * seq * dim, dim, seq * dim};
+    std::copy(xs, xs + 3, shape.x_stride);
+    std::copy(ys, ys + 3, shape.y_stride);
+    rope_cuda(xc.data_ptr(), y.data_ptr(), cos.data_ptr<float>(), sin.data_ptr<float>(), shape, /*transpose=*/false,
+              elem_type(xc), at::cuda::getCurrentCUDAStream());
+    ctx->save_for_backward({cos, sin});
+    return y;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    at::Tensor dy = grads[0];  // (B, n, S, d), any strides: the last dimension is made contiguous
+    if (dy.stride(3) != 1) dy = dy.contiguous();
+    const c10::cuda::CUDAGuard guard(dy.device());
+    const int64_t batch = dy.size(0), heads = dy.size(1), seq = dy.size(2), dim = dy.size(3);
+    at::Tensor dx = at::empty({batch, seq, heads * dim}, dy.options());
+    RopeShape shape = rope_shape(batch, seq, heads, dim);
+    const int64_t xs[3] = {dy.stride(0), dy.stride(2), dy.stride(1)}, ys[3] = {seq * heads * dim, heads * dim, dim};
+    std::copy(xs, xs + 3, shape.x_stride);
+    std::copy(ys, ys + 3, shape.y_stride);
+    rope_cuda(dy.data_ptr(), dx.data_ptr(), saved[0].data_ptr<float>(), saved[1].data_ptr<float>(), shape,
+              /*transpose=*/true, elem_type(dy), at::cuda::getCurrentCUDAStream());
+    return {dx, at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
+#endif
+
+at::Tensor rope_heads(const at::Tensor& x, int64_t num_heads, const at::Tensor& cos, const at::Tensor& sin) {
+  TORCH_CHECK(x.dim() == 3 && num_heads > 0 && x.size(2) % num_heads == 0, "rope_heads: x (B, S, n * d) with ",
+              num_heads, " heads expected, got ", x.sizes());
+#ifdef ZEROTRAIN_WITH_CUDA
+  const int64_t dim = x.size(2) / num_heads;
+  if (fusable(x) && dim % 2 == 0 && cos.scalar_type() == at::kFloat && sin.scalar_type() == at::kFloat &&
+      cos.is_contiguous() && sin.is_contiguous() && cos.device() == x.device() && sin.device() == x.device() &&
+      cos.size(0) == x.size(1) && cos.size(1) == dim && sin.sizes() == cos.sizes()) {
+    return RopeCuda::apply(x, num_heads, cos, sin);
+  }
+#endif
+  return apply_rope(split_heads(x, num_heads), cos, sin);
+}
+
+at::Tensor swiglu(const at::Tensor& gate, const at::Tensor& up) {
+#ifdef ZEROTRAIN_WITH_CUDA
+  if (fusable(gate) && gate.sizes() == up.sizes() && gate.scalar_type() == up.scalar_type() &&
+      gate.device() == up.device()) {
+    return SwigluCuda::apply(gate, up);
+  }
+#endif
+  return at::silu(gate) * up;
 }
 
 at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {

@@ -37,6 +37,16 @@ std::pair<at::Tensor, at::Tensor> rope_tables(int64_t seq, int64_t head_dim, dou
 // x (B, heads, S, d); cos, sin (S, d) fp32 (cast to x's dtype, as Hugging Face does) -> (B, heads, S, d).
 at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
 
+// apply_rope(split_heads(x, num_heads), cos, sin): x (B, S, n * d) -> (B, n, S, d). On CUDA one kernel that reads
+// the projection's layout and writes attention's (contiguous (B, n, S, d)), forward and backward, in fp32 with the
+// fp32 tables and rounded once (Hugging Face rounds the tables and each product to x's dtype: 16-bit results may
+// differ from it by an ulp); elsewhere apply_rope itself.
+at::Tensor rope_heads(const at::Tensor& x, int64_t num_heads, const at::Tensor& cos, const at::Tensor& sin);
+
+// silu(gate) * up, Llama's SwiGLU. On CUDA one fused kernel forward and one backward (saving gate and up only), in
+// fp32 and rounded once; elsewhere ATen's silu and mul.
+at::Tensor swiglu(const at::Tensor& gate, const at::Tensor& up);
+
 // Causal scaled-dot-product attention with grouped-query heads: q (B, nh, S, d), k and v (B, nkv, S, d) with nkv
 // dividing nh (query head i reads kv head i / (nh / nkv), as repeat_interleave does) -> (B, nh, S, d).
 at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);

@@ -29,8 +29,8 @@ class LlamaAttention : public torch::nn::Module {
     // The tables are (S, d) and cheap next to the projections; building them here keeps a block's forward a
     // function of its input alone, which ZeRO-3 units and activation checkpointing rely on.
     auto [cos, sin] = rope_tables(x.size(1), head_dim_, theta_, x.device());          // (S, d) fp32 each
-    at::Tensor q = apply_rope(split_heads(q_proj->forward(x), num_heads_), cos, sin);     // (B, nh, S, d)
-    at::Tensor k = apply_rope(split_heads(k_proj->forward(x), num_kv_heads_), cos, sin);  // (B, nkv, S, d)
+    at::Tensor q = rope_heads(q_proj->forward(x), num_heads_, cos, sin);     // (B, nh, S, d)
+    at::Tensor k = rope_heads(k_proj->forward(x), num_kv_heads_, cos, sin);  // (B, nkv, S, d)
     at::Tensor v = split_heads(v_proj->forward(x), num_kv_heads_);                       // (B, nkv, S, d)
     return o_proj->forward(merge_heads(causal_attention(q, k, v)));
   }
@@ -56,7 +56,7 @@ class LlamaMlp : public torch::nn::Module {
   }
 
   at::Tensor forward(const at::Tensor& x) {  // (B, S, H) -> (B, S, H): SwiGLU
-    return down_proj->forward(at::silu(gate_proj->forward(x)) * up_proj->forward(x));
+    return down_proj->forward(swiglu(gate_proj->forward(x), up_proj->forward(x)));
   }
 
   torch::nn::Linear gate_proj{nullptr};  // (F, H)

@@ -301,6 +301,56 @@ TEST(RopeTest, MatchesTheRotateHalfFormula) {
   EXPECT_TRUE(at::equal(got.narrow(2, 0, 1), x.narrow(2, 0, 1)));  // position 0 is not rotated
 }
 
+// rope_heads and swiglu against their ATen forms computed in fp64, forward and backward. On CUDA that tests the
+// fused kernels (both the 16-byte and the one-element paths: d = 64 and d = 6); on the CPU the fallback.
+TEST(FusedLayersTest, RopeHeadsAndSwigluEqualTheirAtenForms) {
+  const c10::Device dev = at::hasCUDA() ? c10::Device(c10::kCUDA) : c10::Device(c10::kCPU);
+  for (const at::ScalarType type : {at::kFloat, at::kBFloat16, at::kHalf}) {
+    const double tol = type == at::kFloat ? 1e-5 : 2e-2;  // relative to the largest magnitude
+    const auto close = [&](const at::Tensor& got, const at::Tensor& want, const std::string& what) {
+      ASSERT_EQ(got.sizes(), want.sizes()) << what;
+      const double err = (got.to(at::kDouble) - want).abs().max().item<double>();
+      const double scale = want.abs().max().item<double>();
+      EXPECT_LE(err, tol * scale) << what << " " << c10::toString(type) << " on " << dev;
+    };
+    for (const int64_t d : {64, 6}) {
+      const int64_t batch = 2, seq = 24, heads = 3;
+      torch::manual_seed(5);
+      const at::Tensor x0 = at::randn({batch, seq, heads * d}, at::TensorOptions(type).device(dev));
+      const at::Tensor dy = at::randn({batch, heads, seq, d}, at::TensorOptions(type).device(dev));
+      auto [cos, sin] = detail::rope_tables(seq, d, 10000.0, dev);
+      const at::Tensor x = x0.clone().requires_grad_(true);
+      const at::Tensor y = detail::rope_heads(x, heads, cos, sin);
+      y.backward(dy);
+      const at::Tensor xr = x0.to(at::kDouble).requires_grad_(true);
+      const at::Tensor yr = detail::apply_rope(detail::split_heads(xr, heads), cos.to(at::kDouble), sin.to(at::kDouble));
+      yr.backward(dy.to(at::kDouble));
+      close(y, yr, "rope forward d=" + std::to_string(d));
+      close(x.grad(), xr.grad(), "rope backward d=" + std::to_string(d));
+      // Attention's backward may hand back a gradient in the projection's layout (strided (B, n, S, d)).
+      const at::Tensor x2 = x0.clone().requires_grad_(true);
+      const at::Tensor dy_strided = dy.transpose(1, 2).contiguous().transpose(1, 2);
+      detail::rope_heads(x2, heads, cos, sin).backward(dy_strided);
+      close(x2.grad(), xr.grad(), "rope backward, strided gradient d=" + std::to_string(d));
+    }
+    for (const int64_t n : {4096, 4099}) {
+      torch::manual_seed(6);
+      const at::Tensor g0 = at::randn({n}, at::TensorOptions(type).device(dev)) * 3;
+      const at::Tensor u0 = at::randn({n}, at::TensorOptions(type).device(dev));
+      const at::Tensor dout = at::randn({n}, at::TensorOptions(type).device(dev));
+      const at::Tensor g = g0.clone().requires_grad_(true), u = u0.clone().requires_grad_(true);
+      const at::Tensor out = detail::swiglu(g, u);
+      out.backward(dout);
+      const at::Tensor gr = g0.to(at::kDouble).requires_grad_(true), ur = u0.to(at::kDouble).requires_grad_(true);
+      const at::Tensor outr = at::silu(gr) * ur;
+      outr.backward(dout.to(at::kDouble));
+      close(out, outr, "swiglu forward n=" + std::to_string(n));
+      close(g.grad(), gr.grad(), "swiglu d_gate n=" + std::to_string(n));
+      close(u.grad(), ur.grad(), "swiglu d_up n=" + std::to_string(n));
+    }
+  }
+}
+
 TEST(InitTest, DeterministicUnderManualSeedWithGpt2Scaling) {
   for (const char* name : kTinyNames) {
     SCOPED_TRACE(name);
