@@ -205,4 +205,4 @@ echo
 echo "================================ summary ================================"
 printf '%s\n' "${summary[@]}"
 printf '%s\n' "${summary[@]}" | $PY bench/gpu/ratios.py
-[ "${ZT_SCALE:-0}" = 1 ] && printf '%s\n' "${summary[@]}" | $PY bench/gpu/scaling.py
+if [ "${ZT_SCALE:-0}" = 1 ]; then printf '%s\n' "${summary[@]}" | $PY bench/gpu/scaling.py; fi
