@@ -1,33 +1,17 @@
 // SwiGLU and rotary-embedding kernels (fused_kernels.h). Each thread handles VEC neighbouring elements with one
 // aligned load per array (16 bytes of 16-bit values) where the arrays allow it, one element otherwise; arithmetic is
 // fp32, each output rounded once.
-#include <c10/cuda/CUDAException.h>
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
-
-#include <algorithm>
 #include <cstdint>
 
 #include "models/fused_kernels.h"
+#include "optim/kernel_utils.cuh"
 
 namespace zerotrain::detail {
 namespace {
 
-constexpr int kThreads = 256;
-
-__device__ __forceinline__ float to_float(float v) { return v; }
-__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
-__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
-
-template <typename T>
-__device__ __forceinline__ T from_float(float v);
-template <>
-__device__ __forceinline__ float from_float<float>(float v) { return v; }
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16(v); }
-template <>
-__device__ __forceinline__ __half from_float<__half>(float v) { return __float2half(v); }
+using cuda::cast_to;
+using cuda::kThreads;
+using cuda::to_float;
 
 template <typename T, int VEC>
 struct alignas(sizeof(T) * VEC) Pack {
@@ -54,7 +38,7 @@ __global__ void swiglu_forward_kernel(const T* __restrict__ gate, const T* __res
 #pragma unroll
     for (int k = 0; k < VEC; ++k) {
       const float x = to_float(g.v[k]);
-      o.v[k] = from_float<T>(x * sigmoid(x) * to_float(u.v[k]));
+      o.v[k] = cast_to<T>(x * sigmoid(x) * to_float(u.v[k]));
     }
     store<T, VEC>(out + i * VEC, o);
   }
@@ -71,21 +55,16 @@ __global__ void swiglu_backward_kernel(const T* __restrict__ d_out, const T* __r
 #pragma unroll
     for (int k = 0; k < VEC; ++k) {
       const float x = to_float(g.v[k]), s = sigmoid(x), dy = to_float(d.v[k]);
-      du.v[k] = from_float<T>(dy * x * s);
-      dg.v[k] = from_float<T>(dy * to_float(u.v[k]) * s * (1.f + x * (1.f - s)));
+      du.v[k] = cast_to<T>(dy * x * s);
+      dg.v[k] = cast_to<T>(dy * to_float(u.v[k]) * s * (1.f + x * (1.f - s)));
     }
     store<T, VEC>(d_gate + i * VEC, dg);
     store<T, VEC>(d_up + i * VEC, du);
   }
 }
 
-int blocks_for(int64_t work) {
-  int device = 0, sms = 0;
-  C10_CUDA_CHECK(cudaGetDevice(&device));
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  const int64_t wanted = (work + kThreads - 1) / kThreads;
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(wanted, int64_t{sms} * 16)));
-}
+// A grid-stride loop's blocks, as the optimizer kernels size theirs.
+int blocks_for(int64_t work) { return cuda::grid_blocks(work); }
 
 bool aligned(const void* p, int bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
@@ -143,11 +122,11 @@ __global__ void rope_kernel(const T* __restrict__ x, T* __restrict__ y, const fl
       const float a = to_float(x1.v[k]), bb = to_float(x2.v[k]);
       const float c1 = c[j + k], c2 = c[half + j + k], s1 = sn[j + k], s2 = sn[half + j + k];
       if (kTranspose) {
-        y1.v[k] = from_float<T>(a * c1 + bb * s2);
-        y2.v[k] = from_float<T>(bb * c2 - a * s1);
+        y1.v[k] = cast_to<T>(a * c1 + bb * s2);
+        y2.v[k] = cast_to<T>(bb * c2 - a * s1);
       } else {
-        y1.v[k] = from_float<T>(a * c1 - bb * s1);
-        y2.v[k] = from_float<T>(bb * c2 + a * s2);
+        y1.v[k] = cast_to<T>(a * c1 - bb * s1);
+        y2.v[k] = cast_to<T>(bb * c2 + a * s2);
       }
     }
     store<T, VEC>(yr + j, y1);

@@ -31,14 +31,7 @@ struct AdamMath {
   }
 };
 
-template <typename T>
-__device__ __forceinline__ T cast_to(float x);
-template <>
-__device__ __forceinline__ float cast_to<float>(float x) { return x; }
-template <>
-__device__ __forceinline__ __nv_bfloat16 cast_to<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
-template <>
-__device__ __forceinline__ __half cast_to<__half>(float x) { return __float2half_rn(x); }
+using cuda::cast_to;
 
 // Four values of T stored with one instruction (8 bytes for 16-bit types, 16 for float).
 template <typename T>

@@ -1,8 +1,11 @@
-// Device helpers shared by the optimizer kernels: an element loop that reads and writes float4 where it can, launch
-// sizing for grid-stride loops, and a deterministic block sum.
+// Device helpers shared by the optimizer kernels (and the models' fused kernels): an element loop that reads and
+// writes float4 where it can, launch sizing for grid-stride loops, conversions between fp32 and the 16-bit types,
+// and a deterministic block sum.
 #pragma once
 
 #include <c10/cuda/CUDAException.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -48,6 +51,19 @@ inline int capped_blocks(int64_t wanted) {
 
 // Blocks for a grid-stride loop over `num_items` items of one thread each.
 inline int grid_blocks(int64_t num_items) { return capped_blocks((num_items + kThreads - 1) / kThreads); }
+
+// fp32 <-> the element types, rounding to nearest even.
+__device__ __forceinline__ float to_float(float v) { return v; }
+__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
+template <typename T>
+__device__ __forceinline__ T cast_to(float x);
+template <>
+__device__ __forceinline__ float cast_to<float>(float x) { return x; }
+template <>
+__device__ __forceinline__ __nv_bfloat16 cast_to<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
+template <>
+__device__ __forceinline__ __half cast_to<__half>(float x) { return __float2half_rn(x); }
 
 // Calls op(out_values, in_values) once per element i in [begin, end), where out_values[k] / in_values[k] hold
 // element i of array k; the out values are stored back. Thread `thread` of `num_threads` takes every
