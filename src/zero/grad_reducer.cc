@@ -83,6 +83,9 @@ void GradReducer::begin_backward(bool boundary) {
 
 void GradReducer::on_grad_ready(int p) {
   HostScope host;
+  // The flat buffers and the gradients' views are no autograd graph's: below the autograd and view-tracking
+  // dispatch layers each view, copy and add here costs less host time (this runs once per parameter).
+  const at::AutoDispatchBelowADInplaceOrView below_autograd;
   std::lock_guard<std::mutex> lock(mu_);
   at::Tensor& param = params_[p];
   at::Tensor grad = param.grad();
@@ -284,6 +287,7 @@ void GradReducer::launch_late(int b) {
 
 void GradReducer::end_backward() {
   HostScope host;
+  const at::AutoDispatchBelowADInplaceOrView below_autograd;  // as in on_grad_ready
   std::lock_guard<std::mutex> lock(mu_);
   land_pending();
   if (reduce_this_step_) {
