@@ -172,6 +172,9 @@ void ParamUnits::gather_async(const std::vector<int>& units) {
 
 void ParamUnits::launch_gathers(const std::vector<int>& units) {
   at::NoGradGuard no_grad;
+  // The casts write `writer`'s views, which share no version counter with the parameters (see the constructor) and
+  // are no graph's: below the autograd and view-tracking dispatch layers they cost less host time.
+  const at::AutoDispatchBelowADInplaceOrView below_autograd;
   // Few host calls per unit: stage-3 steps gather every unit twice, and on small units the host's dispatch, not the
   // GPU, sets the pace (docs/performance.md, engine CPU time). Per bucket one cast (into this rank's slice of the
   // buffer: no send buffer to allocate; on one rank that is the whole gather); per batch one collective.
