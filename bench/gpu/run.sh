@@ -14,7 +14,7 @@
 # DeepSpeed (from .dspkgs/, scripts/fetch_deepspeed.sh; carry [".deps", ".dspkgs"]), ZT_DS_STAGES picks its stages;
 # ZT_SCALE=1 trains the 1.1B at 2 GPUs and at all GPUs (issue 8: bench/gpu/scaling.py). For a check that fits a few
 # minutes: ZT_UNIT_TESTS picks the C++ unit test binaries, ZT_PARITY_MODELS=0 skips the built-in models' grid,
-# ZT_MICRO_LIST the micro-benchmark parts (opt layers comm cpu cpu_world).
+# ZT_MICRO_LIST the micro-benchmark parts (opt layers comm cpu cpu_world). ZT_DS_8B=1 adds DeepSpeed stage 3 to the 8B.
 set -uo pipefail
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -48,6 +48,7 @@ export PYTHONPATH="$ROOT/build-gpu/python${PYTHONPATH:+:$PYTHONPATH}"
 note "build: $(( $(date +%s) - t0 )) s"
 
 ZT=build-gpu/zerotrain
+DS_PY="py$($PY -c 'import sys;print(f"{sys.version_info[0]}{sys.version_info[1]}")')"  # .dspkgs/ folder for DeepSpeed
 if [ "${ZT_TESTS:-1}" = 1 ]; then
 if [ "${ZT_CPP:-1}" = 1 ]; then
 for t in $TESTS; do
@@ -136,7 +137,6 @@ if [ "${ZT_BENCH:-1}" = 1 ]; then
   fi
   # DeepSpeed from PyPI on the same HF model (scripts/fetch_deepspeed.sh; carry .dspkgs): train_anchor.py puts
   # .dspkgs/pyXY and .dspkgs/common on sys.path itself. ZT_DS=0 skips it, ZT_DS_STAGES picks stages.
-  DS_PY="py$($PY -c 'import sys;print(f"{sys.version_info[0]}{sys.version_info[1]}")')"
   if [ "${ZT_DS:-1}" = 1 ] && [ -d ".dspkgs/$DS_PY" ]; then
     for stage in ${ZT_DS_STAGES:-0 1 2 3}; do
       $PY -m torch.distributed.run --standalone --nproc_per_node "$NGPU" bench/peers/train_anchor.py \
@@ -177,6 +177,12 @@ if [ "${ZT_BENCH_8B:-0}" = 1 ]; then
     $PY bench/peers/floor_anchor.py $SHAPE8 --depths 2,4 --steps 4 --profile 12 >"$OUT/floor_8b.log" 2>&1
     note "$(grep RESULT "$OUT/floor_8b.log" | sed 's/RESULT /RESULT 8b /' || echo "floor 8b: failed: $(tail -2 "$OUT/floor_8b.log")")"
     grep PROFILE "$OUT/floor_8b.log" | tee -a "$LOG"
+  fi
+  # ZT_DS_8B=1: DeepSpeed's stage 3 on the 8B shape as well (carry .dspkgs).
+  if [ "${ZT_DS_8B:-0}" = 1 ] && [ -d ".dspkgs/$DS_PY" ]; then
+    $PY -m torch.distributed.run --standalone --nproc_per_node "$NGPU" bench/peers/train_anchor.py \
+      --mode deepspeed_stage3 $SHAPE8 --steps "$STEPS" >"$OUT/ds_8b_stage3.log" 2>&1
+    note "$(grep RESULT "$OUT/ds_8b_stage3.log" | sed 's/RESULT /RESULT 8b /' || echo "deepspeed 8b stage 3: failed: $(tail -3 "$OUT/ds_8b_stage3.log")")"
   fi
   build-gpu/bench/attention_bench >"$OUT/attention.log" 2>&1
   grep ATTN "$OUT/attention.log" | tee -a "$LOG"
