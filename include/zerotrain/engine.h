@@ -44,6 +44,9 @@ struct EngineOptions {
   // Per-parameter weight decay in place of the config optimizer's (DeepSpeed's param groups, e.g. none for biases
   // and norms): (parameter of the model, its weight decay). Supported by AdamW/Adam/Lion/SGD/Adagrad, not Lamb.
   std::vector<std::pair<at::Tensor, double>> weight_decay;
+  // Per-parameter learning-rate multipliers (param groups with their own lr, e.g. layer-wise decay): (parameter of
+  // the model, multiplier > 0); the parameter trains at multiplier x the schedule's learning rate. Every optimizer.
+  std::vector<std::pair<at::Tensor, double>> lr_scale;
 };
 
 class Engine {

@@ -80,7 +80,8 @@ class PyEngine {
   // Runs without the GIL (see the binding): everything Python was converted before.
   PyEngine(const std::vector<ModuleEntry>& modules, std::vector<std::vector<at::Tensor>> segments,
            const std::string& config, const std::string& group_name, const std::string& device, RunInfo run,
-           std::vector<std::pair<at::Tensor, double>> weight_decay) {
+           std::vector<std::pair<at::Tensor, double>> weight_decay,
+           std::vector<std::pair<at::Tensor, double>> lr_scale) {
     auto model = std::make_shared<MirrorModule>(modules, std::move(segments));
     EngineOptions options;
     options.comm = group_name.empty() ? make_single_comm() : make_process_group_comm(group_name);
@@ -88,6 +89,7 @@ class PyEngine {
     options.cast_buffers = false;
     options.run = std::move(run);
     options.weight_decay = std::move(weight_decay);
+    options.lr_scale = std::move(lr_scale);
     engine_ = std::make_unique<Engine>(std::static_pointer_cast<torch::nn::Module>(model), torch::nn::AnyModule(),
                                        config, std::move(options));
   }
@@ -176,14 +178,16 @@ PYBIND11_MODULE(_C, m) {
   py::class_<PyEngine>(m, "Engine")
       .def(py::init([](const std::vector<ModuleEntry>& modules, std::vector<std::vector<at::Tensor>> segments,
                        const std::string& config, const std::string& group_name, const std::string& device,
-                       const py::dict& run_info, std::vector<std::pair<at::Tensor, double>> weight_decay) {
+                       const py::dict& run_info, std::vector<std::pair<at::Tensor, double>> weight_decay,
+                       std::vector<std::pair<at::Tensor, double>> lr_scale) {
              RunInfo run = PyEngine::to_run_info(run_info);  // Python objects: with the GIL
              py::gil_scoped_release release;                 // collectives: without it
              return std::make_unique<PyEngine>(modules, std::move(segments), config, group_name, device,
-                                               std::move(run), std::move(weight_decay));
+                                               std::move(run), std::move(weight_decay), std::move(lr_scale));
            }),
            py::arg("modules"), py::arg("segments"), py::arg("config"), py::arg("group_name"), py::arg("device"),
-           py::arg("run_info"), py::arg("weight_decay") = std::vector<std::pair<at::Tensor, double>>{})
+           py::arg("run_info"), py::arg("weight_decay") = std::vector<std::pair<at::Tensor, double>>{},
+           py::arg("lr_scale") = std::vector<std::pair<at::Tensor, double>>{})
       .def("begin_forward", [](PyEngine& e) { e.get().begin_forward(); }, py::call_guard<py::gil_scoped_release>())
       .def("end_forward", [](PyEngine& e) { e.get().end_forward(); }, py::call_guard<py::gil_scoped_release>())
       .def("begin_segment", [](PyEngine& e, int64_t index, bool record) { e.get().begin_segment(index, record); },

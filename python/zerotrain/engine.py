@@ -7,6 +7,7 @@ module, and tells it from module hooks when a unit's forward starts and ends.
 """
 import atexit
 import json
+import warnings
 import weakref
 
 import torch
@@ -53,8 +54,9 @@ def _optimizer_section(optimizer):
                          f"{allowed}, or an \"optimizer\" section in the config")
     groups = optimizer.param_groups
     first = _agreed_hyperparameters(groups, "param_groups", owner="optimizer ")
-    if "weight_decay" in groups[0]:  # differing values: the first group's, and the rest per parameter
-        first.setdefault("weight_decay", groups[0]["weight_decay"])
+    for k in ("weight_decay", "lr"):  # differing values: the first group's, and the rest per parameter
+        if k in groups[0]:
+            first.setdefault(k, groups[0][k])
     for k, ok in _UNSUPPORTED_HYPERPARAMETERS.items():
         if k in first and first[k] != ok:
             raise ValueError(f"initialize: {kind} with {k}={first[k]!r} is not supported; allowed: {k}={ok!r}")
@@ -66,14 +68,20 @@ def _optimizer_section(optimizer):
     return {"type": kind, "params": params}
 
 
+# Param-group keys that may differ between groups: the engine applies them per parameter (_per_group); and keys
+# torch's lr schedulers add to each group for themselves (each group's base lr), which no optimizer reads.
+_PER_GROUP_KEYS = ("weight_decay", "lr")
+_SCHEDULER_KEYS = ("initial_lr",)
+
+
 def _agreed_hyperparameters(groups, where, owner=""):
-    """The hyperparameters that param groups (dicts) set alike. weight_decay may differ between them (the decay /
-    no-decay split: the engine applies it per parameter, see _group_weight_decay) and is then left out; any other key
-    set differently is an error naming owner + where[i], never a silent choice of one value."""
-    differing_decay = len({g.get("weight_decay", _MISSING) for g in groups}) > 1
+    """The hyperparameters that param groups (dicts) set alike. weight_decay and lr may differ between them (the
+    decay / no-decay split, layer-wise learning rates: the engine applies them per parameter, see _per_group) and are
+    then left out; any other key set differently is an error naming owner + where[i], never a silent choice."""
+    differing = {k for k in _PER_GROUP_KEYS if len({g.get(k, _MISSING) for g in groups}) > 1} | set(_SCHEDULER_KEYS)
     agreed = {}
     for k in sorted({k for g in groups for k in g if k != "params"}):
-        if k == "weight_decay" and differing_decay:
+        if k in differing:
             continue
         values = [g.get(k, _MISSING) for g in groups]
         for i, v in enumerate(values[1:], start=1):
@@ -81,24 +89,56 @@ def _agreed_hyperparameters(groups, where, owner=""):
                 shown = lambda x: "(not set)" if x is _MISSING else repr(x)  # noqa: E731
                 raise ValueError(f"initialize: {owner}{where}[{i}] has {k}={shown(v)} but {where}[0] has "
                                  f"{shown(values[0])}; zerotrain applies one set of optimizer hyperparameters to "
-                                 "all parameters except weight_decay (per-group values of other keys are not "
-                                 "supported yet): give every group the same value")
+                                 "all parameters except weight_decay and lr (per-group values of other keys are "
+                                 "not supported yet): give every group the same value")
         if values[0] is not _MISSING:
             agreed[k] = values[0]
     return agreed
 
 
-def _group_weight_decay(groups):
-    """(parameter, weight decay) for the parameters of every group that sets weight_decay, when the groups' values
-    differ: the engine applies them per parameter (EngineOptions::weight_decay; equal to the config's: no change)."""
-    if len({g.get("weight_decay", _MISSING) for g in groups}) <= 1:
+def _per_group(groups, key):
+    """(parameter, value) for the parameters of every group that sets `key` (weight_decay or lr), when the groups'
+    values differ: the engine applies them per parameter (EngineOptions::weight_decay / lr_scale; a value equal to
+    the config's changes nothing). Groups without the key take the config's."""
+    if len({g.get(key, _MISSING) for g in groups}) <= 1:
         return []  # one value for all: the config's "optimizer" section carries it
     pairs = []
     for g in groups:
-        wd = g.get("weight_decay", _MISSING)
-        if wd is not _MISSING:
-            pairs.extend((p, float(wd)) for p in g["params"])
+        value = g.get(key, _MISSING)
+        if value is not _MISSING:
+            pairs.extend((p, float(value)) for p in g["params"])
     return pairs
+
+
+# DeepSpeed's config schedules that give every param group one learning rate (their lr parameters are broadcast to
+# all groups: deepspeed/runtime/lr_schedules.py _format_param); WarmupCosineLR scales each group's own instead.
+_ONE_LR_SCHEDULES = ("WarmupLR", "WarmupDecayLR", "OneCycle", "LRRangeTest")
+
+
+def _lr_scales(group_lrs, effective):
+    """EngineOptions::lr_scale from (parameter, lr) pairs: each lr over the config optimizer's (resolved) lr, which
+    the schedule drives. Under a schedule that sets one lr for all groups (as DeepSpeed's do) the groups' values are
+    not used, with a warning."""
+    if not group_lrs:
+        return []
+    schedule = (effective.get("scheduler") or {}).get("type")
+    if schedule in _ONE_LR_SCHEDULES:
+        warnings.warn(f"initialize: param groups set their own lr, but the config's {schedule} scheduler gives every "
+                      "group the same learning rate (as DeepSpeed's does); the groups' lr values are not used",
+                      stacklevel=3)
+        return []
+    if "optimizer" not in effective:
+        raise ValueError("initialize: param groups set their own lr but the config has no \"optimizer\" section "
+                         "(and no optimizer object was given) for them to apply to")
+    base = float(effective["optimizer"]["params"]["lr"])
+    if base <= 0:
+        raise ValueError(f"initialize: param groups set their own lr but the optimizer's lr is {base}; per-group "
+                         "learning rates are applied relative to it: allowed: an optimizer lr > 0")
+    for p, lr in group_lrs:
+        if not lr > 0:
+            raise ValueError(f"initialize: a param group has lr={lr}; allowed: lr > 0 (freeze parameters with "
+                             "requires_grad=False instead)")
+    return [(p, lr / base) for p, lr in group_lrs]
 
 
 def _stage3_units(model, unit_classes):
@@ -199,7 +239,7 @@ class _EngineScheduler:
 class ZeroTrainEngine(torch.nn.Module):
     """DeepSpeed's engine API for a Python module, run by zerotrain's C++ engine. Built by zerotrain.initialize."""
 
-    def __init__(self, model, config, run_info, unit_classes=None, weight_decay=()):
+    def __init__(self, model, config, run_info, unit_classes=None, weight_decay=(), group_lrs=()):
         super().__init__()
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"initialize: model must be a torch.nn.Module, not {type(model).__name__}")
@@ -211,8 +251,11 @@ class ZeroTrainEngine(torch.nn.Module):
         self._config = effective
         stage = int(effective.get("zero_optimization", {}).get("stage", 0))
         units = _stage3_units(model, unit_classes) if stage == 3 else []
+        lr_scale = _lr_scales(list(group_lrs), effective)
         self._engine = _C.Engine(_describe(model), [params for _, params in units], text, group_name, str(device),
-                                 run_info, list(weight_decay))
+                                 run_info, list(weight_decay), lr_scale)
+        self._lr_scale_of = {id(p): s for p, s in lr_scale}
+        self._group_lr_scales = None  # per param group: its lr over the engine's (initialize sets it)
         self._hooks = []
         for index, (module, _) in enumerate(units):
             self._hooks.append(module.register_forward_pre_hook(self._unit_pre_hook(index), with_kwargs=True))
@@ -297,6 +340,9 @@ class ZeroTrainEngine(torch.nn.Module):
         self._engine.step()
         if self._client_scheduler is not None and self._engine.global_steps() > steps and (
                 self._engine.skipped_steps() == skipped):
+            # The engine stepped the parameters (the client optimizer's own step() never runs): tell torch's
+            # scheduler so, or it warns that the scheduler stepped before the optimizer.
+            self._client_scheduler.optimizer._opt_called = True
             self._client_scheduler.step(**(lr_kwargs or {}))
             self._apply_client_lr()
 
@@ -307,11 +353,20 @@ class ZeroTrainEngine(torch.nn.Module):
 
     def _apply_client_lr(self):
         groups = self._client_scheduler.optimizer.param_groups
-        lrs = {float(g["lr"]) for g in groups}
-        if len(lrs) != 1:
-            raise ValueError(f"lr_scheduler: its optimizer's param_groups have learning rates {sorted(lrs)}; "
-                             "zerotrain applies one learning rate to all parameters")
-        self._engine.set_lr(lrs.pop())
+        lrs = [float(g["lr"]) for g in groups]
+        scales = self._group_lr_scales or [1.0] * len(lrs)
+        if len(scales) != len(lrs):
+            raise ValueError(f"lr_scheduler: its optimizer has {len(lrs)} param groups; the engine was built with "
+                             f"{len(scales)}")
+        # Per-group learning rates are fixed multiples of the first group's (EngineOptions::lr_scale): the schedule
+        # may move them only together (LambdaLR, StepLR, the warmup schedules of transformers do).
+        for i, lr in enumerate(lrs):
+            want = lrs[0] * scales[i] / scales[0]
+            if abs(lr - want) > 1e-6 * max(abs(lr), abs(want), 1e-30):
+                raise ValueError(f"lr_scheduler: param_groups[{i}] has lr {lr!r}, but zerotrain keeps each group's "
+                                 f"learning rate at its ratio to param_groups[0]'s from initialize ({scales[i] / scales[0]!r}"
+                                 f" x {lrs[0]!r} = {want!r}); allowed: schedules that scale every group alike")
+        self._engine.set_lr(lrs[0] / scales[0])
 
     def zero_grad(self, set_to_none=True):
         self._engine.zero_grad()
@@ -421,7 +476,9 @@ class ZeroTrainEngine(torch.nn.Module):
         return self._config
 
     def get_lr(self):
-        return [self._engine.get_lr()]
+        """The learning rate of the next step, per param group (one value without groups), as DeepSpeed's."""
+        lr = self._engine.get_lr()
+        return [lr * s for s in self._group_lr_scales] if self._group_lr_scales else [lr]
 
     def get_global_grad_norm(self):
         return self._engine.get_global_grad_norm()
@@ -468,7 +525,8 @@ def initialize(args=None, model=None, optimizer=None, model_parameters=None, tra
     training_data: a torch Dataset; the returned DataLoader gives each rank its share, micro-batch by micro-batch.
     lr_scheduler: a scheduler object built on `optimizer`, or a function of the optimizer (DeepSpeed's); it replaces
     the config's "scheduler", engine.step() steps it and applies its learning rate. Param groups (of `optimizer` or
-    `model_parameters`) may differ in weight_decay only. run_info: values for "auto" entries (micro_batch_per_gpu,
+    `model_parameters`) may differ in weight_decay and lr only (lr: relative to the optimizer's, which the schedule
+    drives; DeepSpeed's WarmupLR / WarmupDecayLR / OneCycle / LRRangeTest give every group one lr). run_info: values for "auto" entries (micro_batch_per_gpu,
     gradient_accumulation_steps, hidden_size, lr, weight_decay, total_num_steps, warmup_num_steps). unit_classes:
     stage 3's unit submodule classes (default: the model's _no_split_modules, else the elements of ModuleLists and
     Sequentials).
@@ -490,6 +548,9 @@ def initialize(args=None, model=None, optimizer=None, model_parameters=None, tra
         cfg["optimizer"] = _optimizer_section(optimizer)
     if model_parameters is not None:
         model_parameters = list(model_parameters)
+        for g in model_parameters:  # a group's params as a list (torch.optim accepts a tensor or any iterable)
+            if isinstance(g, dict) and not isinstance(g.get("params"), list):
+                g["params"] = [g["params"]] if torch.is_tensor(g.get("params")) else list(g.get("params", []))
         if optimizer is None:  # DeepSpeed builds its optimizer from them; a client optimizer has its own groups
             _apply_group_hyperparameters(model_parameters, cfg)
         chosen = set()
@@ -504,12 +565,17 @@ def initialize(args=None, model=None, optimizer=None, model_parameters=None, tra
         cfg.pop("scheduler", None)
     run = dict(run_info or {})
     if optimizer is not None:
-        weight_decay = _group_weight_decay(optimizer.param_groups)
+        groups = optimizer.param_groups
     elif model_parameters is not None and any(isinstance(g, dict) for g in model_parameters):
-        weight_decay = _group_weight_decay(model_parameters)
+        groups = model_parameters
     else:
-        weight_decay = []
-    engine = ZeroTrainEngine(model, cfg, run, unit_classes=unit_classes, weight_decay=weight_decay)
+        groups = []
+    group_lrs = _per_group(groups, "lr")
+    engine = ZeroTrainEngine(model, cfg, run, unit_classes=unit_classes, weight_decay=_per_group(groups, "weight_decay"),
+                             group_lrs=group_lrs)
+    if group_lrs:
+        engine._group_lr_scales = [engine._lr_scale_of.get(id(g["params"][0]), 1.0) if g["params"] else 1.0
+                                   for g in groups]
     hyper = dict(engine.config.get("optimizer", {}).get("params", {}))
     engine_optimizer = _EngineOptimizer(engine, hyper)
     loader = _dataloader(engine, training_data, collate_fn) if training_data is not None else None
@@ -524,8 +590,9 @@ def initialize(args=None, model=None, optimizer=None, model_parameters=None, tra
 
 def _apply_group_hyperparameters(model_parameters, cfg):
     """model_parameters given as param groups (dicts) with hyperparameters: as in DeepSpeed, a group's value
-    replaces the config optimizer's. weight_decay may differ between groups (the common decay / no-decay split: the
-    engine applies it per parameter); other keys must agree, else an error names them, never a silent change."""
+    replaces the config optimizer's. weight_decay and lr may differ between groups (the decay / no-decay split,
+    layer-wise learning rates: the engine applies them per parameter); other keys must agree, else an error names
+    them, never a silent change."""
     groups = [g for g in model_parameters if isinstance(g, dict)]
     if not groups:
         return

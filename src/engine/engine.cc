@@ -299,27 +299,31 @@ Engine::Engine(std::shared_ptr<torch::nn::Module> model, torch::nn::AnyModule fo
   const auto placement = stage == 0   ? detail::ParamPlacement::kReplicated
                          : stage <= 2 ? detail::ParamPlacement::kGathered
                                       : detail::ParamPlacement::kShardOnly;
-  std::vector<std::optional<double>> weight_decay;
-  if (!options.weight_decay.empty()) {
+  // EngineOptions' per-parameter values, by trainable parameter (frozen ones are skipped: not trained).
+  const auto per_parameter = [&](const std::vector<std::pair<at::Tensor, double>>& given, const char* what) {
+    std::vector<std::optional<double>> values;
+    if (given.empty()) return values;
     std::unordered_map<const void*, size_t> index;
     for (size_t i = 0; i < m.params.size(); ++i) index[m.params[i].unsafeGetTensorImpl()] = i;
     std::unordered_set<const void*> frozen_ids;
     for (const auto& p : frozen) frozen_ids.insert(p.unsafeGetTensorImpl());
-    weight_decay.resize(m.params.size());
-    for (const auto& [param, wd] : options.weight_decay) {
+    values.resize(m.params.size());
+    for (const auto& [param, value] : given) {
       const void* id = param.defined() ? param.unsafeGetTensorImpl() : nullptr;
-      if (frozen_ids.count(id)) continue;  // not trained: nothing to decay
+      if (frozen_ids.count(id)) continue;
       auto it = index.find(id);
       if (it == index.end()) {
-        throw std::invalid_argument("EngineOptions::weight_decay: a tensor of shape " +
+        throw std::invalid_argument(std::string("EngineOptions::") + what + ": a tensor of shape " +
                                     (param.defined() ? c10::str(param.sizes()) : std::string("(undefined)")) +
                                     " is not a parameter of the model; allowed: the model's parameters");
       }
-      weight_decay[it->second] = wd;
+      values[it->second] = value;
     }
-  }
-  m.optimizer = std::make_unique<detail::ZeroOptimizer>(*m.layout, stage == 3 ? m.units->shard() : m.param_flat,
-                                                        m.comm, cfg, placement, weight_decay);
+    return values;
+  };
+  m.optimizer = std::make_unique<detail::ZeroOptimizer>(
+      *m.layout, stage == 3 ? m.units->shard() : m.param_flat, m.comm, cfg, placement,
+      per_parameter(options.weight_decay, "weight_decay"), per_parameter(options.lr_scale, "lr_scale"));
   m.schedule = detail::make_lr_schedule(cfg.scheduler(), cfg.optimizer().lr);
 }
 

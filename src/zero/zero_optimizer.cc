@@ -8,7 +8,8 @@ namespace zerotrain::detail {
 
 ZeroOptimizer::ZeroOptimizer(const FlatLayout& layout, at::Tensor params, std::shared_ptr<Comm> comm,
                              const Config& cfg, ParamPlacement placement,
-                             const std::vector<std::optional<double>>& weight_decay)
+                             const std::vector<std::optional<double>>& weight_decay,
+                             const std::vector<std::optional<double>>& lr_scale)
     : layout_(layout),
       param_flat_(std::move(params)),
       comm_(std::move(comm)),
@@ -54,6 +55,21 @@ ZeroOptimizer::ZeroOptimizer(const FlatLayout& layout, at::Tensor params, std::s
       decay_runs_.back().numel += seg.numel;  // adjacent pieces with the same decay: one run
     } else {
       decay_runs_.push_back({seg.offset, seg.numel, *wd});
+    }
+  }
+  for (const ShardSegment& seg : lr_scale.empty() ? std::vector<ShardSegment>{} : layout_.shard_segments()) {
+    TORCH_INTERNAL_ASSERT(seg.param_index < static_cast<int64_t>(lr_scale.size()));
+    const std::optional<double>& scale = lr_scale[seg.param_index];
+    if (!scale || *scale == 1) continue;
+    if (!std::isfinite(*scale) || *scale <= 0) {
+      throw std::invalid_argument("lr_scale " + std::to_string(*scale) + " of parameter " +
+                                  std::to_string(seg.param_index) + " is invalid; allowed: a finite number > 0");
+    }
+    if (!lr_runs_.empty() && lr_runs_.back().scale == *scale &&
+        lr_runs_.back().offset + lr_runs_.back().numel == seg.offset) {
+      lr_runs_.back().numel += seg.numel;
+    } else {
+      lr_runs_.push_back({seg.offset, seg.numel, *scale});
     }
   }
 }
@@ -114,11 +130,28 @@ StepResult ZeroOptimizer::step(at::Tensor& grad, double lr, std::optional<double
     if (c > 1) combined = c * scale;
   }
   ++applied_steps_;
+  // Runs with their own learning rate: their values before the step (and before the decay correction, which the
+  // interpolation scales too: p0 + s (p1 - p0) = p0 (1 - s lr wd) - s lr u).
+  std::vector<at::Tensor> before;
+  for (const LrRun& run : lr_runs_) before.push_back(master_.narrow(0, run.offset, run.numel).clone());
   correct_weight_decay(grad, lr, 1.0 / combined);
-  // One pass where the optimizer has a fused kernel: unscale/clip, update, and this rank's chunks of the training
-  // parameters written from the updated master; then the chunks are all-gathered.
-  optimizer_->step_and_copy(master_, grad, StepArgs{lr, applied_steps_, beta1}, 1.0 / combined, local_copies());
-  gather();
+  const StepArgs args{lr, applied_steps_, beta1};
+  if (lr_runs_.empty()) {
+    // One pass where the optimizer has a fused kernel: unscale/clip, update, and this rank's chunks of the training
+    // parameters written from the updated master; then the chunks are all-gathered.
+    optimizer_->step_and_copy(master_, grad, args, 1.0 / combined, local_copies());
+    gather();
+    return result;
+  }
+  optimizer_->step_and_copy(master_, grad, args, 1.0 / combined, {});
+  {
+    at::NoGradGuard no_grad;
+    for (size_t i = 0; i < lr_runs_.size(); ++i) {
+      at::Tensor after = master_.narrow(0, lr_runs_[i].offset, lr_runs_[i].numel);
+      after.copy_(before[i].lerp_(after, lr_runs_[i].scale));  // before + scale (after - before)
+    }
+  }
+  publish();
   return result;
 }
 

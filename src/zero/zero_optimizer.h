@@ -36,8 +36,12 @@ class ZeroOptimizer {
   // `weight_decay`: empty, or per parameter (layout slot) its weight decay where it differs from the config's
   // (DeepSpeed's param groups); supported for optimizers whose decay is decoupled (AdamW, Adam with adam_w_mode,
   // Lion) or an L2 term of the gradient (Adam without adam_w_mode, SGD, Adagrad); Lamb: std::invalid_argument.
+  // `lr_scale`: empty, or per parameter its multiplier of the learning rate (param groups with their own lr): the
+  // step interpolates those runs between their values before and after the optimizer's pass (every optimizer here
+  // moves a parameter by lr times a direction that does not depend on lr), at the cost of a copy of the runs.
   ZeroOptimizer(const FlatLayout& layout, at::Tensor params, std::shared_ptr<Comm> comm, const Config& cfg,
-                ParamPlacement placement, const std::vector<std::optional<double>>& weight_decay = {});
+                ParamPlacement placement, const std::vector<std::optional<double>>& weight_decay = {},
+                const std::vector<std::optional<double>>& lr_scale = {});
 
   // Consumes the reduced gradients (fp32, the shard's shape; scaled by the loss scale) and updates the
   // parameters. `grad` is modified.
@@ -92,6 +96,12 @@ class ZeroOptimizer {
   double weight_decay_ = 0;
   bool decoupled_decay_ = true;
   void correct_weight_decay(at::Tensor& grad, double lr, double grad_multiplier);
+  // Per-parameter learning-rate multipliers: runs of the master shard whose multiplier is not 1.
+  struct LrRun {
+    int64_t offset, numel;
+    double scale;
+  };
+  std::vector<LrRun> lr_runs_;
 };
 
 }  // namespace zerotrain::detail

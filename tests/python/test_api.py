@@ -2,6 +2,7 @@
 import argparse
 import copy
 import json
+import warnings
 
 import pytest
 import torch
@@ -93,11 +94,58 @@ def test_model_parameter_groups_set_or_refuse_hyperparameters():
     with pytest.raises(ValueError, match=r"per-parameter weight_decay \(param groups\): not supported for the Lamb"):
         zerotrain.initialize(model=m2, config=lamb, model_parameters=[
             {"params": w2, "weight_decay": 0.01}, {"params": b2, "weight_decay": 0.0}])
-    with pytest.raises(ValueError, match=r"model_parameters\[1\] has lr=\(not set\)"):
+    # lr may differ: a group without one trains at the config's (training: groups_worker.py)
+    m3 = tiny()
+    w3 = [p for n, p in m3.named_parameters() if n.endswith("weight")]
+    b3 = [p for n, p in m3.named_parameters() if n.endswith("bias")]
+    engine, _, _, _ = zerotrain.initialize(model=m3, config=base_config(), model_parameters=[
+        {"params": w3, "lr": 0.5}, {"params": b3}])
+    assert engine.get_lr() == pytest.approx([0.5, 1e-2])
+    with pytest.raises(ValueError, match=r"model_parameters\[1\] has eps=\(not set\)"):
         zerotrain.initialize(model=tiny(), config=base_config(), model_parameters=[
-            {"params": weights, "lr": 0.5}, {"params": biases}])
+            {"params": weights, "eps": 1e-6}, {"params": biases}])
+    with pytest.raises(ValueError, match=r"a param group has lr=0.0; allowed: lr > 0"):
+        m4 = tiny()
+        zerotrain.initialize(model=m4, config=base_config(), model_parameters=[
+            {"params": [m4[0].weight], "lr": 0.0}, {"params": [m4[0].bias]}])
     with pytest.raises(ValueError, match=r"groups set \['foo'\]; allowed keys"):
         zerotrain.initialize(model=tiny(), config=base_config(), model_parameters=[{"params": weights, "foo": 1}])
+
+
+def test_per_group_learning_rates_follow_deepspeeds_schedules():
+    # DeepSpeed's WarmupLR (and WarmupDecayLR, OneCycle, LRRangeTest) give every group one lr: the groups' values
+    # are not used, with a warning; WarmupCosineLR scales each group's own.
+    def groups(model):
+        return [{"params": [model[0].weight], "lr": 0.1}, {"params": [model[0].bias], "lr": 0.4}]
+
+    for schedule, want in [({"type": "WarmupLR", "params": {"warmup_min_lr": 0.02, "warmup_max_lr": 0.02,
+                                                           "warmup_num_steps": 1}}, 1.0),
+                           ({"type": "WarmupCosineLR", "params": {"total_num_steps": 10, "warmup_num_steps": 1,
+                                                                  "warmup_min_ratio": 0.5}}, 4.0)]:
+        cfg = copy.deepcopy(base_config(scheduler=schedule))
+        cfg["optimizer"]["params"]["lr"] = 0.1
+        model = tiny()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            engine, _, _, _ = zerotrain.initialize(model=model, config=cfg, model_parameters=groups(model))
+        warned = any("gives every group the same learning rate" in str(w.message) for w in caught)
+        assert warned == (schedule["type"] == "WarmupLR"), [str(w.message) for w in caught]
+        engine.backward(torch.nn.functional.mse_loss(engine(torch.randn(2, 4)), torch.randn(2, 2)))
+        engine.step()
+        lrs = engine.get_lr()
+        assert lrs[0] > 0 and lrs[1] == pytest.approx(want * lrs[0]), (schedule["type"], lrs)
+    # A client scheduler keeps the groups' ratios or is an error naming the group.
+    model = tiny()
+    cfg = base_config()
+    del cfg["optimizer"]
+    opt = torch.optim.SGD(groups(model), lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, [lambda s: 1.0, lambda s: 0.5 ** s])  # the second group decays
+    engine, _, _, _ = zerotrain.initialize(model=model, optimizer=opt, config=cfg, lr_scheduler=sched)
+    x, y = torch.randn(2, 4), torch.randn(2, 2)
+    engine.backward(torch.nn.functional.mse_loss(engine(x), y))
+    with pytest.raises(ValueError, match=r"param_groups\[1\] has lr 0.2, but zerotrain keeps each group's learning "
+                                         r"rate at its ratio"):
+        engine.step()
 
 
 def test_client_optimizer_errors():
@@ -110,8 +158,8 @@ def test_client_optimizer_errors():
         zerotrain.initialize(model=model, optimizer=torch.optim.RMSprop(model.parameters()), config=cfg)
     with pytest.raises(ValueError, match="amsgrad=True is not supported"):
         zerotrain.initialize(model=model, optimizer=torch.optim.Adam(model.parameters(), amsgrad=True), config=cfg)
-    groups = [{"params": [model[0].weight], "lr": 0.1}, {"params": [model[0].bias], "lr": 0.2}]
-    with pytest.raises(ValueError, match=r"param_groups\[1\] has lr=0.2 but param_groups\[0\] has 0.1"):
+    groups = [{"params": [model[0].weight], "eps": 1e-6}, {"params": [model[0].bias], "eps": 1e-7}]
+    with pytest.raises(ValueError, match=r"param_groups\[1\] has eps=1e-07 but param_groups\[0\] has 1e-06"):
         zerotrain.initialize(model=model, optimizer=torch.optim.AdamW(groups), config=cfg)
     with pytest.raises(ValueError, match="lr_scheduler must be a scheduler object"):
         zerotrain.initialize(model=model, config=base_config(), lr_scheduler=object())

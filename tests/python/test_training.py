@@ -78,7 +78,17 @@ def test_client_lr_scheduler_matches_torch_and_resumes(launch, kind, stage):
 def test_param_groups_with_different_weight_decay_match_torch(launch, kind, stage):
     # The decay / no-decay split of DeepSpeed scripts: a client optimizer's groups or model_parameters groups.
     rc, out = launch("groups_worker.py", 2, "--kind", kind, "--stage", stage)
-    assert_passed(rc, out, 2 * 2)
+    assert_passed(rc, out, 2 * 3)
+
+
+@pytest.mark.parametrize("kind,stage,flags", [("adamw", 3, ("--lr_mult", 3)),
+                                              ("adamw", 2, ("--lr_mult", 0.25, "--scheduler")),
+                                              ("sgd", 1, ("--lr_mult", 4)), ("adam_l2", 0, ("--lr_mult", 0.5))])
+def test_param_groups_with_different_lr_match_torch(launch, kind, stage, flags):
+    # Per-group learning rates (layer-wise lr, a faster head): each parameter trains at its group's lr, under a
+    # client scheduler too; losses and weights equal torch's with the same groups.
+    rc, out = launch("groups_worker.py", 2, "--kind", kind, "--stage", stage, *flags)
+    assert_passed(rc, out, 2 * 3)
 
 
 @needs_transformers

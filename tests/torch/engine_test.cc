@@ -66,6 +66,62 @@ TEST(Engine, SgdStepMatchesHandComputation) {
   EXPECT_NEAR(*engine.get_global_grad_norm(), std::sqrt(5 * 16.0), 1e-5);
 }
 
+TEST(Engine, LrScaleGivesAParameterItsOwnLearningRate) {
+  for (const char* optimizer : {R"({"type": "SGD", "params": {"lr": 0.1}})",
+                                R"({"type": "AdamW", "params": {"lr": 0.1, "weight_decay": 0.5}})"}) {
+    for (int stage : {0, 3}) {
+      // One step with the bias at lr_scale 3 (the weight at 1, as if unset): the bias must move as in a run at lr
+      // 0.3, the weight as in a run at lr 0.1 (the gradients of one step do not depend on the learning rate).
+      const auto run = [&](double lr, bool scaled) {
+        LinearReg model;
+        {
+          at::NoGradGuard ng;
+          model->fc->weight.fill_(0.5);
+          model->fc->bias.fill_(0.25);
+        }
+        EngineOptions o = single_rank();
+        if (scaled) o.lr_scale = {{model->fc->bias, 3.0}, {model->fc->weight, 1.0}};
+        std::string opt = optimizer;
+        opt.replace(opt.find("0.1"), 3, std::to_string(lr));
+        auto engine = initialize(model.ptr(), R"({"train_batch_size": 1, "gradient_clipping": 0, "optimizer": )" +
+                                     opt + R"(, "zero_optimization": {"stage": )" + std::to_string(stage) + "}}",
+                                 o);
+        engine.backward(engine.forward(at::ones({1, 4}), at::zeros({1, 1})));
+        engine.step();
+        return std::pair{model->fc->weight.detach().clone(), model->fc->bias.detach().clone()};
+      };
+      const auto [w_scaled, b_scaled] = run(0.1, true);
+      const auto [w_base, b_base] = run(0.1, false);
+      const auto [w_fast, b_fast] = run(0.3, false);
+      EXPECT_TRUE(at::allclose(w_scaled, w_base, 1e-6, 1e-7)) << optimizer << " stage " << stage;
+      EXPECT_TRUE(at::allclose(b_scaled, b_fast, 1e-6, 1e-7))
+          << optimizer << " stage " << stage << ": " << b_scaled << " vs " << b_fast;
+      EXPECT_FALSE(at::allclose(b_scaled, b_base, 1e-6, 1e-7)) << optimizer << " stage " << stage;
+    }
+  }
+  LinearReg model;
+  for (double bad : {0.0, -1.0, std::nan("")}) {
+    EngineOptions o = single_rank();
+    o.lr_scale = {{model->fc->bias, bad}};
+    try {
+      initialize(model.ptr(), R"({"train_batch_size": 1, "optimizer": {"type": "SGD", "params": {"lr": 0.1}}})", o);
+      ADD_FAILURE() << bad;
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("allowed: a finite number > 0"), std::string::npos) << e.what();
+    }
+  }
+  EngineOptions o = single_rank();
+  o.lr_scale = {{at::ones({2}), 2.0}};
+  try {
+    initialize(model.ptr(), R"({"train_batch_size": 1, "optimizer": {"type": "SGD", "params": {"lr": 0.1}}})", o);
+    ADD_FAILURE();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("EngineOptions::lr_scale: a tensor of shape [2] is not a parameter"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(Engine, ScheduleDrivesLearningRate) {
   LinearReg model;
   auto engine = initialize(model.ptr(), R"({"train_batch_size": 1,
