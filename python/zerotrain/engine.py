@@ -264,6 +264,8 @@ class ZeroTrainEngine(torch.nn.Module):
         self._fp16_auto_cast = bool(effective.get("fp16", {}).get("enabled")) and bool(
             effective.get("fp16", {}).get("auto_cast"))
         self._client_scheduler = None
+        self._step_applied = False
+        self.optimizer = self.lr_scheduler = self.training_dataloader = None  # initialize sets them
         _LIVE_ENGINES.add(self)
 
     def _release(self):
@@ -338,6 +340,7 @@ class ZeroTrainEngine(torch.nn.Module):
                              "initialize; allowed: None")
         steps, skipped = self._engine.global_steps(), self._engine.skipped_steps()
         self._engine.step()
+        self._step_applied = self._engine.global_steps() > steps and self._engine.skipped_steps() == skipped
         if self._client_scheduler is not None and self._engine.global_steps() > steps and (
                 self._engine.skipped_steps() == skipped):
             # The engine stepped the parameters (the client optimizer's own step() never runs): tell torch's
@@ -433,6 +436,10 @@ class ZeroTrainEngine(torch.nn.Module):
             raise ValueError("save_16bit_model: exclude_frozen_parameters=True is not supported; allowed: False")
         return self._engine.save_16bit_model(str(save_dir), save_filename)
 
+    def save_fp16_model(self, save_dir, save_filename="pytorch_model.bin", exclude_frozen_parameters=False):
+        """DeepSpeed's older name of save_16bit_model."""
+        return self.save_16bit_model(save_dir, save_filename, exclude_frozen_parameters)
+
     # --- state ---
 
     @property
@@ -503,6 +510,14 @@ class ZeroTrainEngine(torch.nn.Module):
 
     def loss_scale(self):
         return self._engine.loss_scale()
+
+    def was_step_applied(self):
+        """Whether the last step() updated the parameters (False between accumulation boundaries and on a step
+        skipped for fp16 overflow), as DeepSpeed's."""
+        return self._step_applied
+
+    def gradient_clipping(self):
+        return float(self._config.get("gradient_clipping", 0.0))
 
 
 def _dataloader(engine, training_data, collate_fn):
@@ -582,9 +597,11 @@ def initialize(args=None, model=None, optimizer=None, model_parameters=None, tra
     if lr_scheduler is not None:
         scheduler = _client_scheduler(lr_scheduler, optimizer, engine)
         engine._set_client_scheduler(scheduler)
-        return engine, engine_optimizer, loader, scheduler
-    section = engine.config.get("scheduler")
-    scheduler = _EngineScheduler(engine, section) if section else None
+    else:
+        section = engine.config.get("scheduler")
+        scheduler = _EngineScheduler(engine, section) if section else None
+    # DeepSpeed's engine carries what initialize returns (scripts read engine.optimizer.param_groups, ...).
+    engine.optimizer, engine.lr_scheduler, engine.training_dataloader = engine_optimizer, scheduler, loader
     return engine, engine_optimizer, loader, scheduler
 
 

@@ -183,6 +183,9 @@ def test_engine_surface_schedule_dataloader_and_16bit_save(tmp_path):
     assert engine.bfloat16_enabled() and not engine.fp16_enabled()
     assert engine.zero_optimization_stage() == 0
     assert len(loader) == 6 and engine.device == torch.device("cpu")
+    # DeepSpeed's engine carries what initialize returned
+    assert engine.optimizer is optimizer and engine.lr_scheduler is scheduler and engine.training_dataloader is loader
+    assert engine.gradient_clipping() == 0.0 and not engine.was_step_applied()
     lrs = []
     for x, y in loader:
         lrs.append(scheduler.get_last_lr()[0])
@@ -190,17 +193,29 @@ def test_engine_surface_schedule_dataloader_and_16bit_save(tmp_path):
         engine.backward(loss)
         assert engine.is_gradient_accumulation_boundary()
         engine.step()
+        assert engine.was_step_applied()
     # DeepSpeed's WarmupLR: index -1 then 0 give warmup_min_lr, then linear to warmup_max_lr at index 4.
     assert lrs == pytest.approx([0, 0, 2.5e-3, 5e-3, 7.5e-3, 1e-2])
     assert engine.global_steps == 6 and engine.global_samples == 12
     assert engine.get_global_grad_norm() > 0
     assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-2)
     assert engine.save_16bit_model(str(tmp_path), "model.safetensors")
-    assert engine.save_16bit_model(str(tmp_path))
+    assert engine.save_fp16_model(str(tmp_path))  # DeepSpeed's older name
     state = torch.load(tmp_path / "pytorch_model.bin", weights_only=True)
     assert set(state) == {"0.weight", "0.bias", "2.weight", "2.bias"}
     assert state["0.weight"].dtype == torch.bfloat16
     torch.testing.assert_close(state["2.bias"], engine.module[2].bias.detach())
+
+
+def test_was_step_applied_is_false_between_boundaries():
+    engine, _, _, _ = zerotrain.initialize(model=tiny(), config=base_config(train_batch_size=4,
+                                                                             gradient_accumulation_steps=2))
+    applied = []
+    for _ in range(4):
+        engine.backward(torch.nn.functional.mse_loss(engine(torch.randn(2, 4)), torch.randn(2, 2)))
+        engine.step()
+        applied.append(engine.was_step_applied())
+    assert applied == [False, True, False, True]
 
 
 def test_stage3_gathered_parameters_modifier_and_save_gate(tmp_path):
