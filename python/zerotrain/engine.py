@@ -199,10 +199,24 @@ class _EngineOptimizer:
 
     @property
     def param_groups(self):
-        group = dict(self._hyper)
-        group["lr"] = self._engine.get_lr()[0]
-        group["params"] = [p for p in self._engine.module.parameters() if p.requires_grad]
-        return [group]
+        """One dict per param group given to initialize (else one for all trainable parameters): the config's
+        hyperparameters, the group's own weight_decay, and its learning rate of the next step."""
+        lrs = self._engine.get_lr()
+        if not self._engine._groups:
+            group = dict(self._hyper)
+            group["lr"] = lrs[0]
+            group["params"] = [p for p in self._engine.module.parameters() if p.requires_grad]
+            return [group]
+        groups = []
+        for given, lr in zip(self._engine._groups, lrs if len(lrs) == len(self._engine._groups) else
+                             lrs * len(self._engine._groups)):
+            group = dict(self._hyper)
+            if "weight_decay" in given:
+                group["weight_decay"] = given["weight_decay"]
+            group["lr"] = lr
+            group["params"] = [p for p in given["params"] if p.requires_grad]
+            groups.append(group)
+        return groups
 
     @property
     def cur_scale(self):
@@ -256,6 +270,7 @@ class ZeroTrainEngine(torch.nn.Module):
                                  run_info, list(weight_decay), lr_scale)
         self._lr_scale_of = {id(p): s for p, s in lr_scale}
         self._group_lr_scales = None  # per param group: its lr over the engine's (initialize sets it)
+        self._groups = []  # the param groups given to initialize (dicts), for optimizer.param_groups
         self._hooks = []
         for index, (module, _) in enumerate(units):
             self._hooks.append(module.register_forward_pre_hook(self._unit_pre_hook(index), with_kwargs=True))
@@ -588,6 +603,7 @@ def initialize(args=None, model=None, optimizer=None, model_parameters=None, tra
     group_lrs = _per_group(groups, "lr")
     engine = ZeroTrainEngine(model, cfg, run, unit_classes=unit_classes, weight_decay=_per_group(groups, "weight_decay"),
                              group_lrs=group_lrs)
+    engine._groups = [g for g in groups if isinstance(g, dict)]
     if group_lrs:
         engine._group_lr_scales = [engine._lr_scale_of.get(id(g["params"][0]), 1.0) if g["params"] else 1.0
                                    for g in groups]

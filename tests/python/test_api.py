@@ -134,6 +134,8 @@ def test_per_group_learning_rates_follow_deepspeeds_schedules():
         engine.step()
         lrs = engine.get_lr()
         assert lrs[0] > 0 and lrs[1] == pytest.approx(want * lrs[0]), (schedule["type"], lrs)
+        shown = engine.optimizer.param_groups  # one per group, as DeepSpeed's optimizer
+        assert [g["lr"] for g in shown] == pytest.approx(lrs) and [len(g["params"]) for g in shown] == [1, 1]
     # A client scheduler keeps the groups' ratios or is an error naming the group.
     model = tiny()
     cfg = base_config()
