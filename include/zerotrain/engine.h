@@ -72,6 +72,10 @@ class Engine {
   void step();
   // True when the next step() will step the optimizer.
   bool is_gradient_accumulation_boundary() const;
+  // Overrides the accumulation boundary from now on, as DeepSpeed's set_gradient_accumulation_boundary: set it before
+  // each micro-step's backward; true makes that micro-step a boundary (stages 0-1 reduce in its backward, step()
+  // steps the optimizer) whatever gradient_accumulation_steps says. std::nullopt returns to counting micro-steps.
+  void set_gradient_accumulation_boundary(std::optional<bool> is_boundary);
   // Drops any gradients held in param.grad (the engine's own buffers are managed by step()).
   void zero_grad();
 

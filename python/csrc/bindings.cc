@@ -210,6 +210,8 @@ PYBIND11_MODULE(_C, m) {
       .def("zero_grad", [](PyEngine& e) { e.get().zero_grad(); })
       .def("is_gradient_accumulation_boundary",
            [](PyEngine& e) { return e.get().is_gradient_accumulation_boundary(); })
+      .def("set_gradient_accumulation_boundary",
+           [](PyEngine& e, std::optional<bool> is_boundary) { e.get().set_gradient_accumulation_boundary(is_boundary); })
       .def("save_checkpoint",
            [](PyEngine& e, const std::string& dir, const std::string& tag, const std::string& client) {
              return e.get().save_checkpoint(dir, tag, client);

@@ -392,6 +392,15 @@ class ZeroTrainEngine(torch.nn.Module):
     def is_gradient_accumulation_boundary(self):
         return self._engine.is_gradient_accumulation_boundary()
 
+    def set_gradient_accumulation_boundary(self, is_boundary):
+        """DeepSpeed's manual boundary: set it before each micro-step's backward; True makes that micro-step a
+        boundary (the optimizer steps in the next step()) whatever gradient_accumulation_steps says; None returns to
+        counting micro-steps."""
+        if is_boundary is not None and not isinstance(is_boundary, bool):
+            raise TypeError(f"set_gradient_accumulation_boundary: is_boundary must be a bool or None, not "
+                            f"{type(is_boundary).__name__}")
+        self._engine.set_gradient_accumulation_boundary(is_boundary)
+
     # --- checkpoints ---
 
     def save_checkpoint(self, save_dir, tag=None, client_state=None, save_latest=True,

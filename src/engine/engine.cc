@@ -126,6 +126,8 @@ struct Engine::Impl {
   std::unique_ptr<detail::LrSchedule> schedule;
   int64_t micro_steps = 0;
   int64_t global_steps = 0;
+  int64_t since_step = 0;                  // micro-steps since the last optimizer step (gradients accumulated)
+  std::optional<bool> boundary_override;  // set_gradient_accumulation_boundary
   std::optional<double> last_grad_norm;
   bool in_backward = false;
 
@@ -408,12 +410,20 @@ void Engine::step() {
     m.reducer->zero();
     m.last_grad_norm = result.grad_norm;
     ++m.global_steps;
+    m.since_step = -1;
   }
   ++m.micro_steps;
+  ++m.since_step;
 }
 
 bool Engine::is_gradient_accumulation_boundary() const {
+  if (impl_->boundary_override) return *impl_->boundary_override;
   return (impl_->micro_steps + 1) % gradient_accumulation_steps() == 0;
+}
+
+void Engine::set_gradient_accumulation_boundary(std::optional<bool> is_boundary) {
+  TORCH_CHECK(!impl_->in_backward, "set_gradient_accumulation_boundary: called during backward; allowed: before it");
+  impl_->boundary_override = is_boundary;
 }
 
 void Engine::zero_grad() {
@@ -463,11 +473,11 @@ struct EngineAccess {
 std::string Engine::save_checkpoint(const std::string& save_dir, const std::string& tag,
                                     const std::string& client_state) {
   Impl& m = *impl_;
-  if (m.micro_steps % gradient_accumulation_steps() != 0) {
-    throw std::invalid_argument("save_checkpoint: called at micro-step " + std::to_string(m.micro_steps) +
-                                ", inside a gradient accumulation of " +
+  if (m.since_step != 0) {
+    throw std::invalid_argument("save_checkpoint: called at micro-step " + std::to_string(m.micro_steps) + ", " +
+                                std::to_string(m.since_step) + " micro-step(s) into a gradient accumulation (of " +
                                 std::to_string(gradient_accumulation_steps()) +
-                                " micro-steps: call it after step() on an accumulation boundary");
+                                "): call it after step() on an accumulation boundary");
   }
   nlohmann::json client;
   try {
@@ -522,6 +532,7 @@ std::string Engine::load_checkpoint(const std::string& load_dir, const std::stri
     // Saved with another gradient accumulation (another world size): continue from the next boundary.
     m.micro_steps = m.global_steps * gradient_accumulation_steps();
   }
+  m.since_step = 0;
   m.reducer->zero();
   if (m.units) m.units->after_step();
   m.last_grad_norm.reset();

@@ -209,7 +209,7 @@ def test_engine_surface_schedule_dataloader_and_16bit_save(tmp_path):
     torch.testing.assert_close(state["2.bias"], engine.module[2].bias.detach())
 
 
-def test_was_step_applied_is_false_between_boundaries():
+def test_was_step_applied_and_manual_boundaries():
     engine, _, _, _ = zerotrain.initialize(model=tiny(), config=base_config(train_batch_size=4,
                                                                              gradient_accumulation_steps=2))
     applied = []
@@ -218,6 +218,17 @@ def test_was_step_applied_is_false_between_boundaries():
         engine.step()
         applied.append(engine.was_step_applied())
     assert applied == [False, True, False, True]
+    # DeepSpeed's manual boundary (RL trainers set it per micro-batch): three micro-steps, one optimizer step
+    steps = engine.global_steps
+    for i in range(3):
+        engine.set_gradient_accumulation_boundary(i == 2)
+        engine.backward(torch.nn.functional.mse_loss(engine(torch.randn(2, 4)), torch.randn(2, 2)))
+        engine.step()
+        assert engine.was_step_applied() == (i == 2)
+    assert engine.global_steps == steps + 1
+    with pytest.raises(TypeError, match="is_boundary must be a bool or None"):
+        engine.set_gradient_accumulation_boundary(1)
+    engine.set_gradient_accumulation_boundary(None)
 
 
 def test_stage3_gathered_parameters_modifier_and_save_gate(tmp_path):

@@ -122,6 +122,44 @@ TEST(Engine, LrScaleGivesAParameterItsOwnLearningRate) {
   }
 }
 
+TEST(Engine, ManualAccumulationBoundaries) {
+  // DeepSpeed's set_gradient_accumulation_boundary: with gradient_accumulation_steps 1, three micro-steps of which
+  // only the last is a boundary step once, on the sum of the three gradients (the loss is scaled by 1/1).
+  for (int stage : {0, 1, 2}) {
+    LinearReg model;
+    {
+      at::NoGradGuard ng;
+      model->fc->weight.fill_(0.5);
+      model->fc->bias.fill_(0);
+    }
+    auto engine = initialize(model.ptr(), R"({"train_batch_size": 1, "gradient_clipping": 0,
+        "optimizer": {"type": "SGD", "params": {"lr": 0.1}}, "zero_optimization": {"stage": )" +
+                                               std::to_string(stage) + "}}",
+                             single_rank());
+    for (int i = 0; i < 3; ++i) {
+      engine.set_gradient_accumulation_boundary(i == 2);
+      EXPECT_EQ(engine.is_gradient_accumulation_boundary(), i == 2);
+      engine.backward(engine.forward(at::ones({1, 4}), at::zeros({1, 1})));
+      engine.step();
+      if (i == 0) {
+        try {
+          engine.save_checkpoint(testing::TempDir() + "/zt_manual_boundary");
+          ADD_FAILURE() << "saved inside an accumulation";
+        } catch (const std::invalid_argument& e) {
+          EXPECT_NE(std::string(e.what()).find("1 micro-step(s) into a gradient accumulation"), std::string::npos)
+              << e.what();
+        }
+      }
+    }
+    // Each micro-step's gradient is 4 per element (as in SgdStepMatchesHandComputation): 0.5 - 0.1 * 12.
+    EXPECT_NEAR(model->fc->weight[0][0].item<double>(), 0.5 - 0.1 * 12, 1e-5) << "stage " << stage;
+    EXPECT_EQ(engine.global_steps(), 1);
+    EXPECT_EQ(engine.micro_steps(), 3);
+    engine.set_gradient_accumulation_boundary(std::nullopt);  // back to counting: every micro-step with gas 1
+    EXPECT_TRUE(engine.is_gradient_accumulation_boundary());
+  }
+}
+
 TEST(Engine, ScheduleDrivesLearningRate) {
   LinearReg model;
   auto engine = initialize(model.ptr(), R"({"train_batch_size": 1,
