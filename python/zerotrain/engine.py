@@ -253,7 +253,7 @@ class _EngineScheduler:
 class ZeroTrainEngine(torch.nn.Module):
     """DeepSpeed's engine API for a Python module, run by zerotrain's C++ engine. Built by zerotrain.initialize."""
 
-    def __init__(self, model, config, run_info, unit_classes=None, weight_decay=(), group_lrs=()):
+    def __init__(self, model, config, run_info, unit_classes=None, weight_decay=(), groups=()):
         super().__init__()
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"initialize: model must be a torch.nn.Module, not {type(model).__name__}")
@@ -265,12 +265,15 @@ class ZeroTrainEngine(torch.nn.Module):
         self._config = effective
         stage = int(effective.get("zero_optimization", {}).get("stage", 0))
         units = _stage3_units(model, unit_classes) if stage == 3 else []
-        lr_scale = _lr_scales(list(group_lrs), effective)
+        self._groups = [g for g in groups if isinstance(g, dict)]  # initialize's param groups: optimizer.param_groups
+        group_lrs = _per_group(self._groups, "lr")
+        lr_scale = _lr_scales(group_lrs, effective)
         self._engine = _C.Engine(_describe(model), [params for _, params in units], text, group_name, str(device),
                                  run_info, list(weight_decay), lr_scale)
-        self._lr_scale_of = {id(p): s for p, s in lr_scale}
-        self._group_lr_scales = None  # per param group: its lr over the engine's (initialize sets it)
-        self._groups = []  # the param groups given to initialize (dicts), for optimizer.param_groups
+        # Per param group its lr over the engine's, where groups set different lrs (else None).
+        scale_of = {id(p): s for p, s in lr_scale}
+        self._group_lr_scales = [scale_of.get(id(g["params"][0]), 1.0) if g["params"] else 1.0
+                                 for g in self._groups] if group_lrs else None
         self._hooks = []
         for index, (module, _) in enumerate(units):
             self._hooks.append(module.register_forward_pre_hook(self._unit_pre_hook(index), with_kwargs=True))
@@ -609,13 +612,8 @@ def initialize(args=None, model=None, optimizer=None, model_parameters=None, tra
         groups = model_parameters
     else:
         groups = []
-    group_lrs = _per_group(groups, "lr")
     engine = ZeroTrainEngine(model, cfg, run, unit_classes=unit_classes, weight_decay=_per_group(groups, "weight_decay"),
-                             group_lrs=group_lrs)
-    engine._groups = [g for g in groups if isinstance(g, dict)]
-    if group_lrs:
-        engine._group_lr_scales = [engine._lr_scale_of.get(id(g["params"][0]), 1.0) if g["params"] else 1.0
-                                   for g in groups]
+                             groups=groups)
     hyper = dict(engine.config.get("optimizer", {}).get("params", {}))
     engine_optimizer = _EngineOptimizer(engine, hyper)
     loader = _dataloader(engine, training_data, collate_fn) if training_data is not None else None

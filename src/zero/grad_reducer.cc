@@ -106,15 +106,15 @@ void GradReducer::on_grad_ready(int p) {
   // chains: this runs once per parameter and backward on small tensors is host-bound.
   const at::Tensor flat_grad = grad.is_contiguous() ? grad.view({-1}) : grad.reshape({-1});
   if (settings_.stage <= 1) {
-    const bool joins = pending_grads_.empty() ||
-                       (flat_grad.scalar_type() == pending_grads_.front().scalar_type() &&
-                        (slot.offset == span_end_ || slot.offset + slot.numel == span_begin_) &&
-                        span_end_ - span_begin_ + slot.numel <= kPackNumel);
     if (reported_[p] || slot.numel >= kPackNumel) {
       land_pending();
       acc_.as_strided({slot.numel}, {1}, acc_.storage_offset() + slot.offset).add_(flat_grad);
     } else {
       // Small gradients of neighbouring slots wait and are added together (see pending_grads_).
+      const bool joins = pending_grads_.empty() ||
+                         (flat_grad.scalar_type() == pending_grads_.front().scalar_type() &&
+                          (slot.offset == span_end_ || slot.offset + slot.numel == span_begin_) &&
+                          span_end_ - span_begin_ + slot.numel <= kPackNumel);
       if (!joins) land_pending();
       if (pending_grads_.empty()) span_begin_ = span_end_ = slot.offset;
       span_begin_ = std::min(span_begin_, slot.offset);

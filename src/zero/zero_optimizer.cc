@@ -38,56 +38,57 @@ ZeroOptimizer::ZeroOptimizer(const FlatLayout& layout, at::Tensor params, std::s
   weight_decay_ = oc.weight_decay;
   decoupled_decay_ = oc.kind == OptimizerKind::kLion ||
                      ((oc.kind == OptimizerKind::kAdam || oc.kind == OptimizerKind::kAdamW) && oc.adam_w_mode);
-  for (const ShardSegment& seg : weight_decay.empty() ? std::vector<ShardSegment>{} : layout_.shard_segments()) {
-    TORCH_INTERNAL_ASSERT(seg.param_index < static_cast<int64_t>(weight_decay.size()));
-    const std::optional<double>& wd = weight_decay[seg.param_index];
-    if (!wd || *wd == weight_decay_) continue;
+  decay_runs_ = runs_of(weight_decay, weight_decay_, [&](double wd, int64_t param) {
     if (oc.kind == OptimizerKind::kLamb) {
       throw std::invalid_argument("per-parameter weight_decay (param groups): not supported for the Lamb optimizer "
                                   "(its decay enters the trust ratio); allowed: one weight_decay for all parameters");
     }
-    if (!std::isfinite(*wd) || *wd < 0) {
-      throw std::invalid_argument("weight_decay " + std::to_string(*wd) + " of parameter " +
-                                  std::to_string(seg.param_index) + " is invalid; allowed: a finite number >= 0");
+    if (!std::isfinite(wd) || wd < 0) {
+      throw std::invalid_argument("weight_decay " + std::to_string(wd) + " of parameter " + std::to_string(param) +
+                                  " is invalid; allowed: a finite number >= 0");
     }
-    if (!decay_runs_.empty() && decay_runs_.back().weight_decay == *wd &&
-        decay_runs_.back().offset + decay_runs_.back().numel == seg.offset) {
-      decay_runs_.back().numel += seg.numel;  // adjacent pieces with the same decay: one run
+  });
+  lr_runs_ = runs_of(lr_scale, 1.0, [](double scale, int64_t param) {
+    if (!std::isfinite(scale) || scale <= 0) {
+      throw std::invalid_argument("lr_scale " + std::to_string(scale) + " of parameter " + std::to_string(param) +
+                                  " is invalid; allowed: a finite number > 0");
+    }
+  });
+}
+
+std::vector<ZeroOptimizer::Run> ZeroOptimizer::runs_of(const std::vector<std::optional<double>>& per_param,
+                                                        double same,
+                                                        const std::function<void(double, int64_t)>& check) const {
+  std::vector<Run> runs;
+  if (per_param.empty()) return runs;
+  for (const ShardSegment& seg : layout_.shard_segments()) {
+    TORCH_INTERNAL_ASSERT(seg.param_index < static_cast<int64_t>(per_param.size()));
+    const std::optional<double>& value = per_param[seg.param_index];
+    if (!value || *value == same) continue;
+    check(*value, seg.param_index);
+    if (!runs.empty() && runs.back().value == *value && runs.back().offset + runs.back().numel == seg.offset) {
+      runs.back().numel += seg.numel;  // adjacent pieces with the same value: one run
     } else {
-      decay_runs_.push_back({seg.offset, seg.numel, *wd});
+      runs.push_back({seg.offset, seg.numel, *value});
     }
   }
-  for (const ShardSegment& seg : lr_scale.empty() ? std::vector<ShardSegment>{} : layout_.shard_segments()) {
-    TORCH_INTERNAL_ASSERT(seg.param_index < static_cast<int64_t>(lr_scale.size()));
-    const std::optional<double>& scale = lr_scale[seg.param_index];
-    if (!scale || *scale == 1) continue;
-    if (!std::isfinite(*scale) || *scale <= 0) {
-      throw std::invalid_argument("lr_scale " + std::to_string(*scale) + " of parameter " +
-                                  std::to_string(seg.param_index) + " is invalid; allowed: a finite number > 0");
-    }
-    if (!lr_runs_.empty() && lr_runs_.back().scale == *scale &&
-        lr_runs_.back().offset + lr_runs_.back().numel == seg.offset) {
-      lr_runs_.back().numel += seg.numel;
-    } else {
-      lr_runs_.push_back({seg.offset, seg.numel, *scale});
-    }
-  }
+  return runs;
 }
 
 void ZeroOptimizer::correct_weight_decay(at::Tensor& grad, double lr, double grad_multiplier) {
   if (decay_runs_.empty()) return;
   at::NoGradGuard no_grad;
-  for (const DecayRun& run : decay_runs_) {
+  for (const Run& run : decay_runs_) {
     at::Tensor p = master_.narrow(0, run.offset, run.numel);
     if (decoupled_decay_) {
       // The optimizer will multiply by (1 - lr wd): pre-scaling leaves (1 - lr wd_run) in total.
       const double applied = 1 - lr * weight_decay_;
       TORCH_CHECK(applied != 0, "per-parameter weight_decay: lr * weight_decay of the config is 1 (lr ", lr,
                   ", weight_decay ", weight_decay_, "): the parameters' decay cannot be told apart");
-      p.mul_((1 - lr * run.weight_decay) / applied);
+      p.mul_((1 - lr * run.value) / applied);
     } else {
       // The optimizer adds wd param to grad * grad_multiplier: add the difference, in the gradient's scale.
-      grad.narrow(0, run.offset, run.numel).add_(p, (run.weight_decay - weight_decay_) / grad_multiplier);
+      grad.narrow(0, run.offset, run.numel).add_(p, (run.value - weight_decay_) / grad_multiplier);
     }
   }
 }
@@ -133,7 +134,7 @@ StepResult ZeroOptimizer::step(at::Tensor& grad, double lr, std::optional<double
   // Runs with their own learning rate: their values before the step (and before the decay correction, which the
   // interpolation scales too: p0 + s (p1 - p0) = p0 (1 - s lr wd) - s lr u).
   std::vector<at::Tensor> before;
-  for (const LrRun& run : lr_runs_) before.push_back(master_.narrow(0, run.offset, run.numel).clone());
+  for (const Run& run : lr_runs_) before.push_back(master_.narrow(0, run.offset, run.numel).clone());
   correct_weight_decay(grad, lr, 1.0 / combined);
   const StepArgs args{lr, applied_steps_, beta1};
   if (lr_runs_.empty()) {
@@ -148,7 +149,7 @@ StepResult ZeroOptimizer::step(at::Tensor& grad, double lr, std::optional<double
     at::NoGradGuard no_grad;
     for (size_t i = 0; i < lr_runs_.size(); ++i) {
       at::Tensor after = master_.narrow(0, lr_runs_[i].offset, lr_runs_[i].numel);
-      after.copy_(before[i].lerp_(after, lr_runs_[i].scale));  // before + scale (after - before)
+      after.copy_(before[i].lerp_(after, lr_runs_[i].value));  // before + scale (after - before)
     }
   }
   publish();

@@ -6,6 +6,7 @@
 
 #include <ATen/ATen.h>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -85,23 +86,24 @@ class ZeroOptimizer {
   std::unique_ptr<ShardOptimizer> optimizer_;
   int64_t applied_steps_ = 0;
   bool master_initialized_ = false;
-  // Per-parameter weight decay: runs of the master shard whose decay differs from the optimizer's (cfg), and how
-  // the optimizer applies decay. The step corrects those runs before the (single) optimizer pass: decoupled decay
-  // scales the parameter by (1 - lr wd_run) / (1 - lr wd); L2 decay adds (wd_run - wd) param to the gradient.
-  struct DecayRun {
+  // A run of the master shard whose per-parameter value (weight decay, lr multiplier) differs from the default.
+  struct Run {
     int64_t offset, numel;
-    double weight_decay;
+    double value;
   };
-  std::vector<DecayRun> decay_runs_;
+  // The runs of `per_param` (by layout slot; empty: none) whose value is set and not `same`, adjacent pieces with one
+  // value merged; `check(value, param_index)` throws for values the optimizer cannot take.
+  std::vector<Run> runs_of(const std::vector<std::optional<double>>& per_param, double same,
+                           const std::function<void(double, int64_t)>& check) const;
+  // Per-parameter weight decay: runs whose decay differs from the optimizer's (cfg), and how the optimizer applies
+  // decay. The step corrects those runs before the (single) optimizer pass: decoupled decay scales the parameter by
+  // (1 - lr wd_run) / (1 - lr wd); L2 decay adds (wd_run - wd) param to the gradient.
+  std::vector<Run> decay_runs_;
   double weight_decay_ = 0;
   bool decoupled_decay_ = true;
   void correct_weight_decay(at::Tensor& grad, double lr, double grad_multiplier);
-  // Per-parameter learning-rate multipliers: runs of the master shard whose multiplier is not 1.
-  struct LrRun {
-    int64_t offset, numel;
-    double scale;
-  };
-  std::vector<LrRun> lr_runs_;
+  // Per-parameter learning-rate multipliers: runs whose multiplier is not 1.
+  std::vector<Run> lr_runs_;
 };
 
 }  // namespace zerotrain::detail

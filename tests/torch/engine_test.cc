@@ -21,6 +21,15 @@ struct LinearRegImpl : torch::nn::Module {
 };
 TORCH_MODULE(LinearReg);
 
+// Weights 0.5 and the given bias: steps that tests can compute by hand.
+LinearReg filled_model(double bias = 0) {
+  LinearReg model;
+  at::NoGradGuard ng;
+  model->fc->weight.fill_(0.5);
+  model->fc->bias.fill_(bias);
+  return model;
+}
+
 EngineOptions single_rank() {
   EngineOptions o;
   o.comm = make_single_comm();
@@ -50,12 +59,7 @@ TEST(Engine, CountersAndAccumulationBoundaries) {
 }
 
 TEST(Engine, SgdStepMatchesHandComputation) {
-  LinearReg model;
-  {
-    at::NoGradGuard ng;
-    model->fc->weight.fill_(0.5);
-    model->fc->bias.fill_(0);
-  }
+  LinearReg model = filled_model();
   auto engine = initialize(model.ptr(), R"({"train_batch_size": 1, "gradient_clipping": 0,
       "optimizer": {"type": "SGD", "params": {"lr": 0.1}}})", single_rank());
   // loss = (sum(0.5 * x) - y)^2 with x = 1, y = 0: prediction 2, d/dw = 2 * 2 * x = 4, d/db = 4.
@@ -73,12 +77,7 @@ TEST(Engine, LrScaleGivesAParameterItsOwnLearningRate) {
       // One step with the bias at lr_scale 3 (the weight at 1, as if unset): the bias must move as in a run at lr
       // 0.3, the weight as in a run at lr 0.1 (the gradients of one step do not depend on the learning rate).
       const auto run = [&](double lr, bool scaled) {
-        LinearReg model;
-        {
-          at::NoGradGuard ng;
-          model->fc->weight.fill_(0.5);
-          model->fc->bias.fill_(0.25);
-        }
+        LinearReg model = filled_model(0.25);
         EngineOptions o = single_rank();
         if (scaled) o.lr_scale = {{model->fc->bias, 3.0}, {model->fc->weight, 1.0}};
         std::string opt = optimizer;
@@ -126,12 +125,7 @@ TEST(Engine, ManualAccumulationBoundaries) {
   // DeepSpeed's set_gradient_accumulation_boundary: with gradient_accumulation_steps 1, three micro-steps of which
   // only the last is a boundary step once, on the sum of the three gradients (the loss is scaled by 1/1).
   for (int stage : {0, 1, 2}) {
-    LinearReg model;
-    {
-      at::NoGradGuard ng;
-      model->fc->weight.fill_(0.5);
-      model->fc->bias.fill_(0);
-    }
+    LinearReg model = filled_model();
     auto engine = initialize(model.ptr(), R"({"train_batch_size": 1, "gradient_clipping": 0,
         "optimizer": {"type": "SGD", "params": {"lr": 0.1}}, "zero_optimization": {"stage": )" +
                                                std::to_string(stage) + "}}",
@@ -180,12 +174,7 @@ TEST(Engine, ScheduleDrivesLearningRate) {
 }
 
 TEST(Engine, SetLrReplacesTheScheduleAndRejectsBadValues) {
-  LinearReg model;
-  {
-    at::NoGradGuard ng;
-    model->fc->weight.fill_(0.5);
-    model->fc->bias.fill_(0);
-  }
+  LinearReg model = filled_model();
   auto engine = initialize(model.ptr(), R"({"train_batch_size": 1, "gradient_clipping": 0,
       "optimizer": {"type": "SGD", "params": {"lr": 0.1}},
       "scheduler": {"type": "WarmupLR", "params": {"warmup_min_lr": 0, "warmup_max_lr": 0.1,
