@@ -46,6 +46,7 @@
 #include "models/layers.h"
 #include "optim/optim_kernels.h"
 #include "optim/shard_optimizer.h"
+#include "traffic_kernels.h"
 #include "zero/flat_layout.h"
 #include "zero/zero_optimizer.h"
 #include "zerotrain/comm.h"
@@ -141,6 +142,22 @@ int bench_opt(int64_t n) {
         }
       }
     }
+  }
+  {
+    // The floor: Adam's bytes moved with an add per value instead of its arithmetic, walked as the Adam kernel walks
+    // memory (bench/traffic_kernels.cu). The Adam kernel's GB/s over this one is its share of what Adam's 16:12 (or
+    // 16:14) mix of reads to writes allows on this GPU; the copy's 1:1 mix may allow more.
+    at::Tensor copy = at::empty({n}, f32.dtype(at::kBFloat16));
+    const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+    for (bool with_copy : {false, true}) {
+      const double t = time_cuda([&] {
+        zerotrain::bench::adam_traffic_cuda(p.data_ptr<float>(), g.data_ptr<float>(), m.data_ptr<float>(),
+                                            v.data_ptr<float>(), with_copy ? copy.data_ptr() : nullptr, n, stream);
+      });
+      report(with_copy ? "adam_traffic_floor_bf16copy" : "adam_traffic_floor", with_copy ? 30 : 28, t);
+    }
+    m.zero_();  // the floor's adds left the moments arbitrary: the Adam runs after it start from zeros
+    v.zero_();
   }
   const zerotrain::Config cfg = adamw_config("bf16");
   {

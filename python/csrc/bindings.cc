@@ -168,12 +168,13 @@ PYBIND11_MODULE(_C, m) {
       "Raises ConfigError naming every problem.");
 
   m.def("engine_host_cpu_seconds", &zerotrain::engine_host_cpu_seconds,
-        "Host CPU seconds spent in zerotrain's C++ engine code in this process so far (hooks, gathers, reductions, "
-        "the optimizer step's launches), excluding the model's forward and backward and this package's Python hooks, "
+        "Host seconds spent in zerotrain's C++ engine code in this process so far (hooks, gathers, reductions, "
+        "the optimizer step's launches), excluding the model's forward and backward, waits for the device and this "
+        "package's Python hooks, "
         "while the accounting is on (set_engine_host_accounting).");
   m.def("set_engine_host_accounting", &zerotrain::set_engine_host_accounting, py::arg("enabled"),
-        "Turns engine_host_cpu_seconds()'s accounting on or off (off by default: it reads the thread's CPU clock, a "
-        "system call, at every engine entry point and gradient hook).");
+        "Turns engine_host_cpu_seconds()'s accounting on or off (off by default: it reads the steady clock at every "
+        "engine entry point and gradient hook).");
 
   py::class_<PyEngine>(m, "Engine")
       .def(py::init([](const std::vector<ModuleEntry>& modules, std::vector<std::vector<at::Tensor>> segments,

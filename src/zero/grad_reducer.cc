@@ -25,6 +25,12 @@ class ReadyHook final : public torch::autograd::FunctionPostHook {
   std::function<void()> fn_;
 };
 
+// The elements [offset, offset + numel) of `flat`'s storage (a flat buffer) as a view shaped like `like`, a
+// contiguous tensor: one as_strided call.
+at::Tensor region_of(const at::Tensor& flat, int64_t offset, const at::Tensor& like) {
+  return flat.as_strided(like.sizes(), like.strides(), offset);
+}
+
 }  // namespace
 
 GradReducer::GradReducer(const FlatLayout& layout, std::vector<at::Tensor> params, std::shared_ptr<Comm> comm,
@@ -102,17 +108,18 @@ void GradReducer::on_grad_ready(int p) {
     param.mutable_grad().reset();
     return;
   }
-  // One view call each (as_strided on the flat buffers, view on a contiguous gradient) rather than narrow/reshape's
-  // chains: this runs once per parameter and backward on small tensors is host-bound.
-  const at::Tensor flat_grad = grad.is_contiguous() ? grad.view({-1}) : grad.reshape({-1});
+  // One view call per gradient (as_strided on the flat buffers, in the gradient's own shape when it is contiguous)
+  // rather than narrow/reshape's chains and a flat view of the gradient: this runs once per parameter and backward
+  // on small tensors is host-bound.
+  const at::Tensor grad_c = grad.is_contiguous() ? grad : grad.reshape({-1});  // contiguous
   if (settings_.stage <= 1) {
     if (reported_[p] || slot.numel >= kPackNumel) {
       land_pending();
-      acc_.as_strided({slot.numel}, {1}, acc_.storage_offset() + slot.offset).add_(flat_grad);
+      region_of(acc_, acc_.storage_offset() + slot.offset, grad_c).add_(grad_c);
     } else {
       // Small gradients of neighbouring slots wait and are added together (see pending_grads_).
       const bool joins = pending_grads_.empty() ||
-                         (flat_grad.scalar_type() == pending_grads_.front().scalar_type() &&
+                         (grad_c.scalar_type() == pending_grads_.front().scalar_type() &&
                           (slot.offset == span_end_ || slot.offset + slot.numel == span_begin_) &&
                           span_end_ - span_begin_ + slot.numel <= kPackNumel);
       if (!joins) land_pending();
@@ -120,7 +127,7 @@ void GradReducer::on_grad_ready(int p) {
       span_begin_ = std::min(span_begin_, slot.offset);
       span_end_ = std::max(span_end_, slot.offset + slot.numel);
       pending_offsets_.push_back(slot.offset);
-      pending_grads_.push_back(flat_grad);
+      pending_grads_.push_back(grad_c);
     }
   } else {
     at::Tensor& staging = staging_[slot.bucket];
@@ -128,20 +135,22 @@ void GradReducer::on_grad_ready(int p) {
       // No zero-fill of the whole bucket (a kernel per bucket and step): only the padding is zeroed here, a
       // parameter's range is written by its first gradient, and unused parameters are zeroed at launch.
       staging = at::empty({bucket.numel}, grad.options().dtype(settings_.comm_dtype));
-      for (const auto& [offset, numel] : gaps_[slot.bucket]) staging.narrow(0, offset, numel).zero_();
+      for (const auto& [offset, numel] : gaps_[slot.bucket]) {
+        pending_zeros_.push_back(staging.as_strided({numel}, {1}, offset));
+      }
     }
-    at::Tensor dest = staging.as_strided({slot.numel}, {1}, staging.storage_offset() + slot.offset - bucket.begin);
+    at::Tensor dest = region_of(staging, staging.storage_offset() + slot.offset - bucket.begin, grad_c);
     if (reported_[p]) {
       land_pending();        // its first part may still be waiting
-      dest.add_(flat_grad);  // a further part of the same gradient (see the note)
-    } else if (slot.numel < kPackNumel && flat_grad.scalar_type() == dest.scalar_type()) {
+      dest.add_(grad_c);  // a further part of the same gradient (see the note)
+    } else if (slot.numel < kPackNumel && grad_c.scalar_type() == dest.scalar_type()) {
       // Small gradients wait and land together: one multi-tensor copy instead of a kernel launch each.
       if (pending_numel_ + slot.numel > kPackNumel) land_pending();
       pending_dests_.push_back(std::move(dest));
-      pending_grads_.push_back(flat_grad);
+      pending_grads_.push_back(grad_c);
       pending_numel_ += slot.numel;
     } else {
-      dest.copy_(flat_grad);
+      dest.copy_(grad_c);
     }
   }
   param.mutable_grad().reset();  // the flat buffers hold it now
@@ -155,15 +164,15 @@ void GradReducer::land_pending() {
   if (settings_.stage <= 1) {
     // They tile [span_begin_, span_end_) of the accumulation buffer: packed side by side in their own dtype (one
     // multi-tensor copy), then added with one widening kernel.
-    at::Tensor region = acc_.narrow(0, span_begin_, span_end_ - span_begin_);
     if (pending_grads_.size() == 1) {
-      region.add_(pending_grads_.front());
+      region_of(acc_, acc_.storage_offset() + span_begin_, pending_grads_.front()).add_(pending_grads_.front());
     } else {
+      at::Tensor region = acc_.as_strided({span_end_ - span_begin_}, {1}, acc_.storage_offset() + span_begin_);
       at::Tensor packed = at::empty({span_end_ - span_begin_}, pending_grads_.front().options());
       std::vector<at::Tensor> dests;
       dests.reserve(pending_grads_.size());
       for (size_t i = 0; i < pending_grads_.size(); ++i) {
-        dests.push_back(packed.narrow(0, pending_offsets_[i] - span_begin_, pending_grads_[i].numel()));
+        dests.push_back(region_of(packed, pending_offsets_[i] - span_begin_, pending_grads_[i]));
       }
       at::_foreach_copy_(dests, pending_grads_);
       region.add_(packed);
@@ -240,11 +249,17 @@ void GradReducer::flush_group() {
         staging_[b].defined() ? staging_[b] : at::zeros({bucket.numel}, shard_options_.dtype(settings_.comm_dtype));
     if (staging_[b].defined()) {
       for (int p : bucket.params) {
-        if (!reported_[p]) in.narrow(0, layout_.slots()[p].offset - bucket.begin, layout_.slots()[p].numel).zero_();
+        if (!reported_[p]) {
+          pending_zeros_.push_back(in.as_strided({layout_.slots()[p].numel}, {1}, layout_.slots()[p].offset - bucket.begin));
+        }
       }
     }
     staging_[b] = at::Tensor();
     ins.push_back(std::move(in));
+  }
+  if (!pending_zeros_.empty()) {
+    at::_foreach_zero_(pending_zeros_);
+    pending_zeros_.clear();
   }
   std::vector<int> buckets;
   buckets.swap(group_);
@@ -253,18 +268,38 @@ void GradReducer::flush_group() {
 }
 
 void GradReducer::reduce_scatter_to_shard(const std::vector<int>& buckets, std::vector<at::Tensor> ins) {
-  std::vector<at::Tensor> outs, dests;
+  // Consecutive buckets (a coalesced group) own consecutive ranges of the shard: their reduced chunks go side by side
+  // into one buffer that lands with one add (an allocation and a launch per group, not per bucket: stage 3's units).
+  const int64_t first_offset = layout_.buckets()[buckets.front()].shard_offset;
+  int64_t chunks = 0;
+  bool consecutive = true;
+  for (int b : buckets) {
+    consecutive = consecutive && layout_.buckets()[b].shard_offset == first_offset + chunks;
+    chunks += layout_.buckets()[b].chunk;
+  }
+  std::vector<at::Tensor> outs, srcs, dests;  // collective outputs; what lands (srcs) where (dests)
+  const at::Tensor joined = consecutive ? at::empty({chunks}, ins.front().options()) : at::Tensor();
   for (size_t i = 0; i < buckets.size(); ++i) {
     const Bucket& bucket = layout_.buckets()[buckets[i]];
     if (settings_.pre_scale != 1.0) ins[i].mul_(settings_.pre_scale);
-    outs.push_back(at::empty({bucket.chunk}, ins[i].options()));
-    dests.push_back(grad_shard().narrow(0, bucket.shard_offset, bucket.chunk));
+    if (consecutive) {
+      outs.push_back(buckets.size() == 1 ? joined
+                                         : joined.as_strided({bucket.chunk}, {1}, bucket.shard_offset - first_offset));
+    } else {
+      outs.push_back(at::empty({bucket.chunk}, ins[i].options()));
+      srcs.push_back(outs.back());
+      dests.push_back(grad_shard().narrow(0, bucket.shard_offset, bucket.chunk));
+    }
+  }
+  if (consecutive) {
+    srcs.push_back(joined);
+    dests.push_back(grad_shard().narrow(0, first_offset, chunks));
   }
   auto work = ins.size() == 1 ? comm_->reduce_scatter_async(outs[0], ins[0], ReduceOp::kSum)
                               : comm_->reduce_scatter_coalesced_async(outs, ins, ReduceOp::kSum);
-  in_flight_.push_back({std::move(work), [ins = std::move(ins), outs, dests, post = settings_.post_scale]() mutable {
+  in_flight_.push_back({std::move(work), [ins = std::move(ins), srcs, dests, post = settings_.post_scale]() mutable {
                           // fp32 += 16-bit: one kernel that widens as it adds (exact), no fp32 temporary
-                          for (size_t i = 0; i < outs.size(); ++i) dests[i].add_(outs[i], post);
+                          for (size_t i = 0; i < srcs.size(); ++i) dests[i].add_(srcs[i], post);
                           ins.clear();  // kept alive until the collective is done
                         }});
 }

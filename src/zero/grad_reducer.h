@@ -92,9 +92,12 @@ class GradReducer {
   at::Tensor grad_shard_;  // (shard_numel,) fp32 (stage 0: aliases acc_; stages 1-3: undefined between steps)
   at::TensorOptions shard_options_;  // fp32 on the parameters' device
   std::vector<at::Tensor> staging_;  // stages 2-3: per bucket, (bucket.numel,) comm dtype, alive while in flight
-  // Per bucket: the ranges no parameter covers (the padding), zeroed when its staging buffer is made: the
+  // Per bucket: the ranges no parameter covers (the padding), zeroed before the bucket's collective: the
   // parameters' ranges are written by their first gradient (or zeroed at launch when none came).
   std::vector<std::vector<std::pair<int64_t, int64_t>>> gaps_;  // (offset in the bucket, numel)
+  // Ranges of staging buffers to zero before their collective reads them (the padding, unused parameters): zeroed
+  // together with one multi-tensor zero (one launch on CUDA) instead of a kernel each.
+  std::vector<at::Tensor> pending_zeros_;
 
   // Gradients smaller than kPackNumel wait here, moved out of param.grad, and land together: stages 2-3 copy them
   // into their staging ranges with one multi-tensor copy (`_foreach_copy_`: one kernel launch on CUDA for many

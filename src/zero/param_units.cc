@@ -176,16 +176,22 @@ void ParamUnits::launch_gathers(const std::vector<int>& units) {
   // are no graph's: below the autograd and view-tracking dispatch layers they cost less host time.
   const at::AutoDispatchBelowADInplaceOrView below_autograd;
   // Few host calls per unit: stage-3 steps gather every unit twice, and on small units the host's dispatch, not the
-  // GPU, sets the pace (docs/performance.md, engine CPU time). Per bucket one cast (into this rank's slice of the
-  // buffer: no send buffer to allocate; on one rank that is the whole gather); per batch one collective.
-  std::vector<at::Tensor> outs, ins;
+  // GPU, sets the pace (docs/performance.md, engine CPU time). Per batch one multi-tensor cast (each bucket's master
+  // chunk into this rank's slice of the buffer: no send buffer to allocate; on one rank that is the whole gather)
+  // and one collective.
+  std::vector<at::Tensor> outs, ins, masters;
   for (int u : units) {
     Unit& unit = units_[u];
     for (size_t k = 0; k < unit.gather_out.size(); ++k) {
-      unit.gather_own[k].copy_(unit.gather_in[k]);
       outs.push_back(unit.gather_out[k]);
       ins.push_back(unit.gather_own[k]);
+      masters.push_back(unit.gather_in[k]);
     }
+  }
+  if (ins.size() == 1) {
+    ins[0].copy_(masters[0]);
+  } else if (!ins.empty()) {
+    at::_foreach_copy_(ins, masters);
   }
   auto batch = std::make_shared<GatherBatch>();
   if (comm_->world_size() > 1) {

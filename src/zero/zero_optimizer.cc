@@ -1,5 +1,7 @@
 #include "zero/zero_optimizer.h"
 
+#include "engine/host_clock.h"
+
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -115,7 +117,12 @@ StepResult ZeroOptimizer::step(at::Tensor& grad, double lr, std::optional<double
   // (stage 0 holds every gradient).
   at::Tensor sq = at::linalg_vector_norm(grad, 2).to(at::kDouble).pow(2).reshape({1});
   if (sharded_ && comm_->world_size() > 1) comm_->all_reduce(sq, ReduceOp::kSum);
-  const double scaled_norm = std::sqrt(sq.item<double>());
+  double sum_sq = 0;
+  {
+    HostPause device_wait;  // the host waits for backward's kernels here: not host work (zerotrain/profile.h)
+    sum_sq = sq.item<double>();
+  }
+  const double scaled_norm = std::sqrt(sum_sq);
   const double scale = scaler_.scale();
   result.grad_norm = scaled_norm / scale;
   const bool overflow = !std::isfinite(scaled_norm);

@@ -8,9 +8,13 @@
 #include <torch/torch.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
-#include <utility>
 #include <string>
+#include <thread>
+#include <utility>
+
+#include "engine/host_clock.h"
 
 #include "zerotrain/comm.h"
 #include "zerotrain/engine.h"
@@ -109,6 +113,28 @@ TEST(EngineHostClock, IsOffUnlessTurnedOn) {
   engine.backward(engine.forward(at::randn({2, 8})));
   engine.step();
   EXPECT_EQ(engine_host_cpu_seconds(), before);
+}
+
+// The clock is the steady one (no system call per read): a wait inside engine code counts unless the code pauses
+// around it, as the optimizer step does around its wait for the device. Fails with a thread-CPU clock (a sleep costs
+// no CPU) and without the pause.
+TEST(EngineHostClock, CountsWaitsOnlyOutsideAPause) {
+  using namespace std::chrono_literals;
+  set_engine_host_accounting(true);
+  double before = engine_host_cpu_seconds();
+  {
+    detail::HostScope engine_code;
+    std::this_thread::sleep_for(30ms);
+  }
+  EXPECT_GE(engine_host_cpu_seconds() - before, 0.029);
+  before = engine_host_cpu_seconds();
+  {
+    detail::HostScope engine_code;
+    detail::HostPause device_wait;
+    std::this_thread::sleep_for(30ms);
+  }
+  EXPECT_LT(engine_host_cpu_seconds() - before, 0.01);
+  set_engine_host_accounting(false);
 }
 
 struct PlainStack : torch::nn::Module, Segmented {
