@@ -38,7 +38,7 @@ echo "torch $($PY -c 'import torch; print(torch.__version__)'), $NGPU GPUs" | te
 t0=$(date +%s)
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$DEPS/usr" \
   -DTORCH_CUDA_ARCH_LIST=9.0 -DCMAKE_CUDA_ARCHITECTURES=90 >"$OUT/cmake.log" 2>&1 || { tail -40 "$OUT/cmake.log"; exit 1; }
-TESTS="${ZT_UNIT_TESTS:-shard_optimizer_test shard_optimizer_kernels_test engine_test flat_layout_test loss_scaler_test lr_schedule_test models_test data_test stage3_test}"
+TESTS="${ZT_UNIT_TESTS:-shard_optimizer_test shard_optimizer_kernels_test engine_test flat_layout_test loss_scaler_test lr_schedule_test models_test data_test stage3_test offload_test}"
 PY_TARGET=""
 if [ "${ZT_PY:-1}" = 1 ] && grep -q "Python extension ON" "$OUT/cmake.log"; then PY_TARGET=zerotrain_python; fi
 cmake --build build-gpu -j "$(nproc)" --target zerotrain_cli parity_worker train_bench attention_bench micro_bench $TESTS $PY_TARGET \
@@ -61,6 +61,11 @@ done
 "$ZT" launch --no_local_rank build-gpu/tests/distributed/parity_worker --device cuda >"$OUT/parity.log" 2>&1
 grep PARITY "$OUT/parity.log" | tee -a "$LOG"
 note "parity ($NGPU GPUs, NCCL): $(grep -E '^[0-9]+ passed, [0-9]+ failed' "$OUT/parity.log" || echo 'no result line')"
+# Optimizer offload to the CPU (stages 1-2): master and optimizer state in pinned host memory.
+"$ZT" launch --no_local_rank build-gpu/tests/distributed/parity_worker --device cuda --stages 1,2 --variants offload \
+  >"$OUT/parity_offload.log" 2>&1
+grep PARITY "$OUT/parity_offload.log" | grep -v ': ok' | tee -a "$LOG"
+note "parity, optimizer offload, stages 1-2 ($NGPU GPUs, NCCL): $(grep -E '^[0-9]+ passed, [0-9]+ failed' "$OUT/parity_offload.log" || echo 'no result line')"
 if [ "${ZT_PARITY_MODELS:-1}" = 1 ]; then
 "$ZT" launch --no_local_rank build-gpu/tests/distributed/parity_worker --device cuda --models llama,gpt2,shared \
   --variants default,checkpoint,no_prefetch --precisions fp32,bf16 >"$OUT/parity_models.log" 2>&1

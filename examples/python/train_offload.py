@@ -1,10 +1,12 @@
-"""ZeRO-Offload / ZeRO-Infinity: optimizer state and parameters in CPU memory or on NVMe.
+"""ZeRO-Offload: the optimizer's fp32 master weights and state in CPU memory, training on the GPUs (or CPU ranks).
 
-    zerotrain launch --num_gpus 2 examples/python/train_offload.py --deepspeed_config examples/configs/zero_offload_config.json
+    zerotrain launch --num_gpus 2 examples/python/train_offload.py --deepspeed_config examples/configs/zero2_offload_config.json
 
-zerotrain does not implement offload yet: with an offload_optimizer / offload_param section initialize() raises
-zerotrain.ConfigError naming the setting, and this script reports it and exits with status 2. Once offload lands
-the same script trains (it is train.py's model and loop with the offload config).
+Optimizer offload to the CPU works at ZeRO stages 1 and 2 ("offload_optimizer": {"device": "cpu"}): each step copies
+the reduced gradient shard to the host, runs the optimizer there and copies the updated parameters back. Offload at
+stage 3, parameter offload and NVMe (ZeRO-Infinity, examples/configs/zero_offload_config.json) are not implemented
+yet: with such a config initialize() raises zerotrain.ConfigError naming the setting, and this script reports it and
+exits with status 2.
 """
 import argparse
 import sys
@@ -31,14 +33,16 @@ def main():
     except zerotrain.ConfigError as e:
         print(f"train_offload.py: cannot run this config: {e}", file=sys.stderr)
         sys.exit(2)
+    first = None
     for batch in loader:
         loss = engine(batch["input_ids"].to(engine.device), batch["labels"].to(engine.device))
         engine.backward(loss)
         engine.step()
+        first = loss.item() if first is None else first
         if engine.global_steps >= args.steps:
             break
     if engine.global_rank == 0:
-        print(f"done: {engine.global_steps} steps, loss {loss.item():.4f}")
+        print(f"done: {engine.global_steps} steps, loss {first:.4f} -> {loss.item():.4f}")
 
 
 if __name__ == "__main__":

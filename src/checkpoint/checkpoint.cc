@@ -101,14 +101,14 @@ at::Tensor cpu_rng_state() { return at::detail::getDefaultCPUGenerator().get_sta
 // Runs `fn` on every rank and agrees on the outcome: when it throws on any rank, every rank throws (the failing
 // ones their own error, the others one that names the failing step), so no rank waits in a later collective for
 // a rank that gave up.
-void on_all_ranks(Comm& comm, const at::Tensor& like, const std::string& what, const std::function<void()>& fn) {
+void on_all_ranks(Comm& comm, c10::Device device, const std::string& what, const std::function<void()>& fn) {
   std::exception_ptr error;
   try {
     fn();
   } catch (...) {
     error = std::current_exception();
   }
-  at::Tensor flag = at::full({1}, error ? 1.0f : 0.0f, like.options().dtype(at::kFloat));
+  at::Tensor flag = at::full({1}, error ? 1.0f : 0.0f, at::TensorOptions(at::kFloat).device(device));
   comm.all_reduce(flag, ReduceOp::kMax);
   if (error) std::rethrow_exception(error);
   if (flag.item<float>() > 0) {
@@ -144,17 +144,17 @@ std::string save_checkpoint(const std::string& dir, const std::string& tag, cons
   }
   tensors.emplace_back("rng/cpu", cpu_rng_state());
 #ifdef ZEROTRAIN_WITH_CUDA
-  if (state.master.is_cuda()) {
-    auto gen = at::cuda::detail::getDefaultCUDAGenerator(state.master.device().index());
+  if (state.device.is_cuda()) {
+    auto gen = at::cuda::detail::getDefaultCUDAGenerator(state.device.index());
     tensors.emplace_back("rng/cuda", gen.get_state());
   }
 #endif
-  on_all_ranks(comm, state.master, "save_checkpoint: writing " + partial, [&] {
+  on_all_ranks(comm, state.device, "save_checkpoint: writing " + partial, [&] {
     write_safetensors((fs::path(partial) / shard_file(rank, world)).string(), tensors,
                       {{"rank", std::to_string(rank)}, {"world_size", std::to_string(world)}});
   });
 
-  on_all_ranks(comm, state.master, "save_checkpoint: finishing " + final_dir, [&] {
+  on_all_ranks(comm, state.device, "save_checkpoint: finishing " + final_dir, [&] {
   if (rank == 0) {
     nlohmann::ordered_json index;
     index["format"] = kFormat;
@@ -251,7 +251,7 @@ std::string checkpoint_path(const std::string& dir, const std::string& tag) {
 std::string load_checkpoint(const std::string& dir, const std::string& tag, ShardState& state,
                             const std::string& optimizer, Comm& comm, std::string* loaded_path) {
   std::string engine_json;
-  on_all_ranks(comm, state.master, "load_checkpoint from " + dir, [&] {
+  on_all_ranks(comm, state.device, "load_checkpoint from " + dir, [&] {
   const std::string path = checkpoint_path(dir, tag);
   if (loaded_path != nullptr) *loaded_path = path;
   const std::string index_path = (fs::path(path) / "index.json").string();
@@ -340,8 +340,8 @@ std::string load_checkpoint(const std::string& dir, const std::string& tag, Shar
       gen.set_state(r.get("rng/cpu"));
     }
 #ifdef ZEROTRAIN_WITH_CUDA
-    if (state.master.is_cuda() && r.contains("rng/cuda")) {
-      at::Generator gen = at::cuda::detail::getDefaultCUDAGenerator(state.master.device().index());
+    if (state.device.is_cuda() && r.contains("rng/cuda")) {
+      at::Generator gen = at::cuda::detail::getDefaultCUDAGenerator(state.device.index());
       std::lock_guard<std::mutex> lock(gen.mutex());
       gen.set_state(r.get("rng/cuda"));
     }

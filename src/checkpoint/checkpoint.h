@@ -29,7 +29,8 @@ struct ShardState {
   const FlatLayout* layout = nullptr;
   std::vector<std::string> names;                   // per parameter
   std::vector<std::vector<int64_t>> shapes;         // per parameter
-  at::Tensor master;                                // (shard_numel,) fp32
+  at::Tensor master;                                // (shard_numel,) fp32 (in host memory when offloaded)
+  c10::Device device{c10::kCPU};                    // the training device: its RNG state is saved, flags go there
   std::vector<std::pair<std::string, at::Tensor>> optimizer_state;  // each (shard_numel,) fp32
 };
 

@@ -19,8 +19,12 @@ struct ValueFeature {
 };
 
 const ValueFeature kValueFeatures[] = {
-    {"optimizer offload", "zero_optimization.offload_optimizer.device",
-     [](const Config::Data& d) { return d.zero.offload_optimizer.device != OffloadDevice::kNone; }},
+    // Offload to the CPU at stages 1-2 is implemented (zero_optimizer.h); stage 0 is a config error (build.cc).
+    {"optimizer offload at stage 3 or to NVMe", "zero_optimization.offload_optimizer.device",
+     [](const Config::Data& d) {
+       return d.zero.offload_optimizer.device == OffloadDevice::kNvme ||
+              (d.zero.offload_optimizer.device == OffloadDevice::kCpu && d.zero.stage == 3);
+     }},
     {"parameter offload", "zero_optimization.offload_param.device",
      [](const Config::Data& d) { return d.zero.offload_param.device != OffloadDevice::kNone && d.zero.stage == 3; }},
 };

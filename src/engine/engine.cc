@@ -465,6 +465,7 @@ struct EngineAccess {
     st.names = m.param_names;
     for (const auto& p : m.params) st.shapes.push_back(p.sizes().vec());
     st.master = m.optimizer->master();
+    st.device = m.device;
     st.optimizer_state = m.optimizer->optimizer().state();
     return st;
   }

@@ -249,9 +249,8 @@ void GradReducer::flush_group() {
         staging_[b].defined() ? staging_[b] : at::zeros({bucket.numel}, shard_options_.dtype(settings_.comm_dtype));
     if (staging_[b].defined()) {
       for (int p : bucket.params) {
-        if (!reported_[p]) {
-          pending_zeros_.push_back(in.as_strided({layout_.slots()[p].numel}, {1}, layout_.slots()[p].offset - bucket.begin));
-        }
+        const ParamSlot& slot = layout_.slots()[p];
+        if (!reported_[p]) pending_zeros_.push_back(in.as_strided({slot.numel}, {1}, slot.offset - bucket.begin));
       }
     }
     staging_[b] = at::Tensor();

@@ -22,9 +22,31 @@ ZeroOptimizer::ZeroOptimizer(const FlatLayout& layout, at::Tensor params, std::s
                       (cfg.precision() == Precision::kBf16 && cfg.bf16().check_grad_overflow)),
       allgather_bucket_size_(std::max<int64_t>(cfg.zero().allgather_bucket_size, 1)),
       scaler_(cfg.fp16(), /*zero_optimizer=*/cfg.zero().stage >= 1) {
+  const OffloadOptimizerConfig& offload = cfg.zero().offload_optimizer;
+  if (offload.device != OffloadDevice::kNone) {
+    // The config allows only "cpu" at stages 1-2 (Config::require_supported); the engine passes no other.
+    TORCH_INTERNAL_ASSERT(offload.device == OffloadDevice::kCpu && placement_ == ParamPlacement::kGathered,
+                          "optimizer offload: only to the CPU at stages 1-2");
+    if (cfg.optimizer().kind == OptimizerKind::kLamb) {
+      throw std::invalid_argument(
+          "zero_optimization.offload_optimizer.device \"cpu\" with optimizer \"Lamb\": not supported (its trust "
+          "ratio reduces per-parameter norms across ranks on the device); allowed with offload: Adam, AdamW, "
+          "Adagrad, Lion, SGD");
+    }
+    offload_ = true;
+  }
   if (placement_ == ParamPlacement::kShardOnly) {
     TORCH_INTERNAL_ASSERT(param_flat_.numel() == layout_.shard_numel() && param_flat_.scalar_type() == at::kFloat);
     master_ = param_flat_;  // stage 3 keeps no second copy: its units gather from the master shard
+  } else if (offload_) {
+    const bool pin = offload.pin_memory && param_flat_.is_cuda();
+    const auto host = at::TensorOptions(at::kFloat).device(at::kCPU).pinned_memory(pin);
+    master_ = at::empty({layout_.shard_numel()}, host);
+    grad_host_ = at::empty({layout_.shard_numel()}, host);
+    if (param_flat_.scalar_type() != at::kFloat) {
+      param_host_ = at::empty({layout_.shard_numel()}, host.dtype(param_flat_.scalar_type()));
+    }
+    load_master();
   } else {
     master_ = at::empty({layout_.shard_numel()}, param_flat_.options().dtype(at::kFloat));
     load_master();
@@ -100,7 +122,9 @@ void ZeroOptimizer::load_master() {
   for (size_t b = 0; b < layout_.buckets().size(); ++b) {
     const Bucket& bucket = layout_.buckets()[b];
     at::Tensor master = master_.narrow(0, bucket.shard_offset, bucket.chunk);
-    at::Tensor param = param_flat_.narrow(0, layout_.chunk_begin(static_cast<int>(b)), bucket.chunk);
+    // offloaded: the device's chunk compared and read on the host
+    at::Tensor param =
+        param_flat_.narrow(0, layout_.chunk_begin(static_cast<int>(b)), bucket.chunk).to(master_.device());
     if (!master_initialized_ || param.scalar_type() == at::kFloat) {
       master.copy_(param);
     } else {
@@ -138,20 +162,25 @@ StepResult ZeroOptimizer::step(at::Tensor& grad, double lr, std::optional<double
     if (c > 1) combined = c * scale;
   }
   ++applied_steps_;
+  if (offload_) {
+    HostPause transfer;  // the host waits for the copy: not host work
+    grad_host_.copy_(grad);
+  }
+  at::Tensor& g = offload_ ? grad_host_ : grad;  // where the optimizer reads the gradient
   // Runs with their own learning rate: their values before the step (and before the decay correction, which the
   // interpolation scales too: p0 + s (p1 - p0) = p0 (1 - s lr wd) - s lr u).
   std::vector<at::Tensor> before;
   for (const Run& run : lr_runs_) before.push_back(master_.narrow(0, run.offset, run.numel).clone());
-  correct_weight_decay(grad, lr, 1.0 / combined);
+  correct_weight_decay(g, lr, 1.0 / combined);
   const StepArgs args{lr, applied_steps_, beta1};
-  if (lr_runs_.empty()) {
+  if (!offload_ && lr_runs_.empty()) {
     // One pass where the optimizer has a fused kernel: unscale/clip, update, and this rank's chunks of the training
     // parameters written from the updated master; then the chunks are all-gathered.
     optimizer_->step_and_copy(master_, grad, args, 1.0 / combined, local_copies());
     gather();
     return result;
   }
-  optimizer_->step_and_copy(master_, grad, args, 1.0 / combined, {});
+  optimizer_->step_and_copy(master_, g, args, 1.0 / combined, {});
   {
     at::NoGradGuard no_grad;
     for (size_t i = 0; i < lr_runs_.size(); ++i) {
@@ -175,7 +204,9 @@ std::vector<ParamCopyRange> ZeroOptimizer::local_copies() const {
 }
 
 void ZeroOptimizer::publish() {
-  for (const ParamCopyRange& c : local_copies()) c.dest.copy_(master_.narrow(0, c.offset, c.dest.numel()));
+  // Offloaded: cast on the host (2 bytes a parameter cross to the device, not 4), then one copy per bucket chunk.
+  const at::Tensor& src = param_host_.defined() ? param_host_.copy_(master_) : master_;
+  for (const ParamCopyRange& c : local_copies()) c.dest.copy_(src.narrow(0, c.offset, c.dest.numel()));
   gather();
 }
 

@@ -2,6 +2,13 @@
 // all-reduce), DeepSpeed's combined unscale-and-clip, the optimizer on the fp32 master shard, then publishing the
 // updated 16-bit (or fp32) parameters: stage 0 writes them in place, stages 1/2 all-gather each bucket's chunks
 // in pieces of at most allgather_bucket_size elements; stage 3 publishes nothing (units gather from the master).
+//
+// Optimizer offload to the CPU (ZeRO-Offload, `offload_optimizer.device: "cpu"`, stages 1-2): the master shard and
+// the optimizer state live in host memory (pinned when `pin_memory` and the parameters are on a GPU); each step copies
+// the reduced gradient shard to the host after the norm, runs the optimizer's CPU implementation there, casts the
+// updated shard to the training dtype on the host and copies it to this rank's chunks on the device before the
+// all-gather. Device memory keeps the parameters and the gradient shard only: 12 bytes per parameter of this rank's
+// shard move to the host.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -75,7 +82,11 @@ class ZeroOptimizer {
 
   const FlatLayout& layout_;
   at::Tensor param_flat_;  // training dtype, device: (total_numel,); kShardOnly: the master shard itself
-  at::Tensor master_;      // (shard_numel,) fp32, device: this rank's chunks, bucket by bucket
+  at::Tensor master_;      // (shard_numel,) fp32, device (host when offloaded): this rank's chunks, bucket by bucket
+  // Optimizer offload: host buffers of the shard's gradient (fp32) and of the updated parameters in the training
+  // dtype (undefined when that is fp32: master_ itself is copied).
+  bool offload_ = false;
+  at::Tensor grad_host_, param_host_;
   std::shared_ptr<Comm> comm_;
   ParamPlacement placement_;
   bool sharded_;

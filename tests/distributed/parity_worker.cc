@@ -113,7 +113,8 @@ struct RunConfig {
                           // "prescale" (prescale_gradients), "predivide" (gradient_predivide_factor 2),
                           // "comm_fp32" (communication_data_type fp32), "no_overlap" (overlap_comm false),
                           // "checkpoint" (activation checkpointing of every block; built-in models),
-                          // "no_prefetch" (stage3_prefetch_bucket_size 0, stage3_max_reuse_distance 0)
+                          // "no_prefetch" (stage3_prefetch_bucket_size 0, stage3_max_reuse_distance 0),
+                          // "offload" (offload_optimizer to the CPU; stages 1-2 only, others skipped)
   std::string model;      // "tiny", "shared", "llama" or "gpt2"
 };
 
@@ -171,6 +172,7 @@ std::string ds_config(const RunConfig& rc, int world) {
       << (rc.variant == "no_prefetch" ? 0 : 5000);
     if (rc.variant == "no_prefetch") c << R"(, "stage3_max_reuse_distance": 0)";
   }
+  if (rc.variant == "offload") c << R"(, "offload_optimizer": {"device": "cpu", "pin_memory": true})";
   c << "}";
   if (rc.variant == "prescale") c << R"(, "prescale_gradients": true)";
   if (rc.variant == "predivide") c << R"(, "gradient_predivide_factor": 2.0)";
@@ -357,6 +359,7 @@ int main(int argc, char** argv) {
        for (const auto& optname : split(optimizers)) {
        for (const auto& variant : split(variants)) {
         const RunConfig rc{std::stoi(st), prec, std::stoi(g), optname, variant, model_name};
+        if (variant == "offload" && rc.stage != 1 && rc.stage != 2) continue;  // offload: stages 1-2
         const auto [tokens, targets] = make_data(steps, rc.gas, world);
         // The reference sees the global micro-batch: all ranks' samples at once.
         const Reference ref = run_reference(rc, steps, tokens, targets, device);
