@@ -50,11 +50,11 @@ def test_hugging_face_model_bf16_loss_falls(launch, model, stage):
 
 
 @needs_transformers
-@pytest.mark.parametrize("stage,bf16", [(3, False), (2, True)])
-def test_hugging_face_trainer_with_auto_config(launch, stage, bf16):
+@pytest.mark.parametrize("stage,flags", [(3, []), (2, ["--bf16"]), (2, ["--offload"])])
+def test_hugging_face_trainer_with_auto_config(launch, stage, flags):
     # transformers.Trainer through zerotrain.hf.Trainer: "auto" values, loss falls, save_model -> from_pretrained,
-    # resume_from_checkpoint reproduces the uninterrupted run.
-    rc, out = launch("trainer_worker.py", 2, "--stage", stage, *(["--bf16"] if bf16 else []))
+    # resume_from_checkpoint reproduces the uninterrupted run; also with the optimizer offloaded to the CPU.
+    rc, out = launch("trainer_worker.py", 2, "--stage", stage, *flags)
     assert_passed(rc, out, 2 * 4 + 2)
 
 

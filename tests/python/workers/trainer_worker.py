@@ -65,12 +65,15 @@ def main():
     parser.add_argument("--local_rank", type=int, default=0)
     parser.add_argument("--stage", type=int, default=3)
     parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--offload", action="store_true", help="offload_optimizer to the CPU (ZeRO-Offload)")
     parser.add_argument("--no_sections", action="store_true",
                         help="a config without \"optimizer\" and \"scheduler\": the Trainer's own AdamW and schedule")
     args = parser.parse_args()
     zerotrain.init_distributed()
     rank = dist.get_rank()
     config = dict(CONFIG, zero_optimization=dict(CONFIG["zero_optimization"], stage=args.stage))
+    if args.offload:
+        config["zero_optimization"]["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
     # Without the sections, a large weight decay: one applied to the Trainer's no-decay group (norms) would show.
     decay = 0.5 if args.no_sections else 0.01
     if args.no_sections:
