@@ -37,7 +37,8 @@ for key, r in results.items():
     base = mode if mode in PEER else (re.match(r"zerotrain(?:_py)?_stage\d", mode) or [None])[0]
     if base not in PEER:
         continue
-    peers = [PEER[base], "deepspeed_stage" + base[-1]]  # DeepSpeed where it ran on that shape
+    variant = mode[len(base):]  # e.g. "_offload" (train_anchor.py --tag): DeepSpeed's run of the same variant
+    peers = [PEER[base], "deepspeed_stage" + base[-1] + variant]  # DeepSpeed where it ran on that shape
     mem = r.get("peak_mem_GiB_max_rank", float("nan"))
     shown = False
     for name in peers:

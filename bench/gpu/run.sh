@@ -15,6 +15,7 @@
 # ZT_SCALE=1 trains the 1.1B at 2 GPUs and at all GPUs (issue 8: bench/gpu/scaling.py). For a check that fits a few
 # minutes: ZT_UNIT_TESTS picks the C++ unit test binaries, ZT_PARITY_MODELS=0 skips the built-in models' grid,
 # ZT_MICRO_LIST the micro-benchmark parts (opt layers comm cpu cpu_world). ZT_DS_8B=1 adds DeepSpeed stage 3 to the 8B.
+# ZT_OFFLOAD=1 trains the 1.1B at stage 2 with the optimizer offloaded to the CPU, zerotrain and DeepSpeed.
 set -uo pipefail
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -151,6 +152,19 @@ if [ "${ZT_BENCH:-1}" = 1 ]; then
   elif [ "${ZT_DS:-1}" = 1 ]; then
     note "deepspeed: skipped (no .dspkgs/$DS_PY; run scripts/fetch_deepspeed.sh and carry .dspkgs)"
   fi
+fi
+
+if [ "${ZT_OFFLOAD:-0}" = 1 ]; then
+  # Optimizer offload to the CPU at stage 2 (ZeRO-Offload), zerotrain's Python package against DeepSpeed's own
+  # (DeepSpeedCPUAdam, carry .dspkgs), same HF 1.1B model; ratios.py pairs the "_offload" runs.
+  STEPS="${ZT_STEPS:-10}"
+  SHAPE="--layers 22 --hidden 2048 --heads 32 --kv_heads 4 --ffn 5632 --vocab 32000 --seq 2048 --mb 4"
+  OFFLOAD='{"offload_optimizer": {"device": "cpu", "pin_memory": true}}'
+  for mode in zerotrain_stage2 $([ -d ".dspkgs/$DS_PY" ] && echo deepspeed_stage2); do
+    $PY -m torch.distributed.run --standalone --nproc_per_node "$NGPU" bench/peers/train_anchor.py --mode $mode $SHAPE \
+      --zero_extra "$OFFLOAD" --tag offload --steps "$STEPS" >"$OUT/offload_$mode.log" 2>&1
+    note "$(grep RESULT "$OUT/offload_$mode.log" || echo "offload $mode: failed: $(tail -3 "$OUT/offload_$mode.log")")"
+  done
 fi
 
 if [ "${ZT_SCALE:-0}" = 1 ]; then
