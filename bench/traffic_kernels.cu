@@ -8,12 +8,13 @@
 
 #include <algorithm>
 
+#include "optim/kernel_utils.cuh"
 #include "traffic_kernels.h"
 
 namespace zerotrain::bench {
 namespace {
 
-constexpr int kThreads = 256;
+using detail::cuda::kThreads;  // the Adam kernel's block size and SM count helper (src/optim/kernel_utils.cuh)
 constexpr int kUnroll = 4;
 
 struct alignas(8) Bf16x4 {
@@ -69,9 +70,7 @@ void launch(float* p, const float* g, float* m, float* v, void* copy, int64_t n,
   auto kernel = traffic_kernel<kCopy>;
   int per_sm = 0;
   C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, 0));
-  int device = 0, sms = 0;
-  C10_CUDA_CHECK(cudaGetDevice(&device));
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  const int sms = detail::cuda::num_sms();
   const int64_t items = (groups + kUnroll - 1) / kUnroll;
   const int blocks = static_cast<int>(
       std::max<int64_t>(1, std::min<int64_t>((items + kThreads - 1) / kThreads, int64_t{sms} * std::max(per_sm, 1))));

@@ -267,38 +267,30 @@ void GradReducer::flush_group() {
 }
 
 void GradReducer::reduce_scatter_to_shard(const std::vector<int>& buckets, std::vector<at::Tensor> ins) {
-  // Consecutive buckets (a coalesced group) own consecutive ranges of the shard: their reduced chunks go side by side
-  // into one buffer that lands with one add (an allocation and a launch per group, not per bucket: stage 3's units).
+  // The buckets are one, or a coalesced group in index order: consecutive ranges of the shard (the layout closes
+  // buckets in order). Their reduced chunks go side by side into one buffer that lands with one add (an allocation
+  // and a launch per group, not per bucket: stage 3's units).
   const int64_t first_offset = layout_.buckets()[buckets.front()].shard_offset;
   int64_t chunks = 0;
-  bool consecutive = true;
   for (int b : buckets) {
-    consecutive = consecutive && layout_.buckets()[b].shard_offset == first_offset + chunks;
+    TORCH_INTERNAL_ASSERT(layout_.buckets()[b].shard_offset == first_offset + chunks, "reduce-scatter group of ",
+                          "buckets that are not consecutive in the shard");
     chunks += layout_.buckets()[b].chunk;
   }
-  std::vector<at::Tensor> outs, srcs, dests;  // collective outputs; what lands (srcs) where (dests)
-  const at::Tensor joined = consecutive ? at::empty({chunks}, ins.front().options()) : at::Tensor();
+  const at::Tensor joined = at::empty({chunks}, ins.front().options());
+  std::vector<at::Tensor> outs;
   for (size_t i = 0; i < buckets.size(); ++i) {
     const Bucket& bucket = layout_.buckets()[buckets[i]];
     if (settings_.pre_scale != 1.0) ins[i].mul_(settings_.pre_scale);
-    if (consecutive) {
-      outs.push_back(buckets.size() == 1 ? joined
-                                         : joined.as_strided({bucket.chunk}, {1}, bucket.shard_offset - first_offset));
-    } else {
-      outs.push_back(at::empty({bucket.chunk}, ins[i].options()));
-      srcs.push_back(outs.back());
-      dests.push_back(grad_shard().narrow(0, bucket.shard_offset, bucket.chunk));
-    }
-  }
-  if (consecutive) {
-    srcs.push_back(joined);
-    dests.push_back(grad_shard().narrow(0, first_offset, chunks));
+    outs.push_back(buckets.size() == 1 ? joined
+                                       : joined.as_strided({bucket.chunk}, {1}, bucket.shard_offset - first_offset));
   }
   auto work = ins.size() == 1 ? comm_->reduce_scatter_async(outs[0], ins[0], ReduceOp::kSum)
                               : comm_->reduce_scatter_coalesced_async(outs, ins, ReduceOp::kSum);
-  in_flight_.push_back({std::move(work), [ins = std::move(ins), srcs, dests, post = settings_.post_scale]() mutable {
+  at::Tensor dest = grad_shard().narrow(0, first_offset, chunks);
+  in_flight_.push_back({std::move(work), [ins = std::move(ins), joined, dest, post = settings_.post_scale]() mutable {
                           // fp32 += 16-bit: one kernel that widens as it adds (exact), no fp32 temporary
-                          for (size_t i = 0; i < srcs.size(); ++i) dests[i].add_(srcs[i], post);
+                          dest.add_(joined, post);
                           ins.clear();  // kept alive until the collective is done
                         }});
 }

@@ -38,17 +38,16 @@ ZeroOptimizer::ZeroOptimizer(const FlatLayout& layout, at::Tensor params, std::s
   if (placement_ == ParamPlacement::kShardOnly) {
     TORCH_INTERNAL_ASSERT(param_flat_.numel() == layout_.shard_numel() && param_flat_.scalar_type() == at::kFloat);
     master_ = param_flat_;  // stage 3 keeps no second copy: its units gather from the master shard
-  } else if (offload_) {
-    const bool pin = offload.pin_memory && param_flat_.is_cuda();
-    const auto host = at::TensorOptions(at::kFloat).device(at::kCPU).pinned_memory(pin);
-    master_ = at::empty({layout_.shard_numel()}, host);
-    grad_host_ = at::empty({layout_.shard_numel()}, host);
-    if (param_flat_.scalar_type() != at::kFloat) {
-      param_host_ = at::empty({layout_.shard_numel()}, host.dtype(param_flat_.scalar_type()));
-    }
-    load_master();
   } else {
-    master_ = at::empty({layout_.shard_numel()}, param_flat_.options().dtype(at::kFloat));
+    const auto host = at::TensorOptions(at::kFloat).device(at::kCPU).pinned_memory(offload.pin_memory &&
+                                                                                   param_flat_.is_cuda());
+    master_ = at::empty({layout_.shard_numel()}, offload_ ? host : param_flat_.options().dtype(at::kFloat));
+    if (offload_) {
+      grad_host_ = at::empty({layout_.shard_numel()}, host);
+      if (param_flat_.scalar_type() != at::kFloat) {
+        param_host_ = at::empty({layout_.shard_numel()}, host.dtype(param_flat_.scalar_type()));
+      }
+    }
     load_master();
   }
   auto comm_for_norms = comm_;
