@@ -16,6 +16,7 @@
 # minutes: ZT_UNIT_TESTS picks the C++ unit test binaries, ZT_PARITY_MODELS=0 skips the built-in models' grid,
 # ZT_MICRO_LIST the micro-benchmark parts (opt layers comm cpu cpu_world). ZT_DS_8B=1 adds DeepSpeed stage 3 to the 8B.
 # ZT_OFFLOAD=1 trains the 1.1B at stage 2 with the optimizer offloaded to the CPU, zerotrain and DeepSpeed.
+# ZT_PY_WORKERS=0 skips the Python package's GPU workers (the package is still built for the other parts).
 set -uo pipefail
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -74,7 +75,7 @@ grep PARITY "$OUT/parity_models.log" | grep -v ': ok' | tee -a "$LOG"
 note "parity, built-in models, stages 0-3 ($NGPU GPUs, NCCL): $(grep -E '^[0-9]+ passed, [0-9]+ failed' "$OUT/parity_models.log" || echo 'no result line')"
 fi
 fi
-if [ -n "$PY_TARGET" ]; then
+if [ -n "$PY_TARGET" ] && [ "${ZT_PY_WORKERS:-1}" = 1 ]; then
   # The Python package on NCCL: a Python module and tiny HF models at stages 0-3 against unsharded training.
   for args in "parity_worker.py --stages 0,1,2,3" "hf_worker.py --model llama --stage 3" \
               "hf_worker.py --model llama --stage 3 --checkpointing non_reentrant" "hf_worker.py --model gpt2 --stage 2" \
@@ -161,7 +162,7 @@ if [ "${ZT_OFFLOAD:-0}" = 1 ]; then
   SHAPE="--layers 22 --hidden 2048 --heads 32 --kv_heads 4 --ffn 5632 --vocab 32000 --seq 2048 --mb 4"
   OFFLOAD='{"offload_optimizer": {"device": "cpu", "pin_memory": true}}'
   for mode in zerotrain_stage2 $([ -d ".dspkgs/$DS_PY" ] && echo deepspeed_stage2); do
-    $PY -m torch.distributed.run --standalone --nproc_per_node "$NGPU" bench/peers/train_anchor.py --mode $mode $SHAPE \
+    timeout "${ZT_OFFLOAD_TIMEOUT:-240}" $PY -m torch.distributed.run --standalone --nproc_per_node "$NGPU" bench/peers/train_anchor.py --mode $mode $SHAPE \
       --zero_extra "$OFFLOAD" --tag offload --steps "$STEPS" >"$OUT/offload_$mode.log" 2>&1
     note "$(grep RESULT "$OUT/offload_$mode.log" || echo "offload $mode: failed: $(tail -3 "$OUT/offload_$mode.log")")"
   done
