@@ -16,6 +16,9 @@
 # minutes: ZT_UNIT_TESTS picks the C++ unit test binaries, ZT_PARITY_MODELS=0 skips the built-in models' grid,
 # ZT_MICRO_LIST the micro-benchmark parts (opt layers comm cpu cpu_world). ZT_DS_8B=1 adds DeepSpeed stage 3 to the 8B.
 # ZT_OFFLOAD=1 trains the 1.1B at stage 2 with the optimizer offloaded to the CPU, zerotrain and DeepSpeed.
+# ZT_COUNT_OPS=N: micro cpu also prints each run's N most called ATen operators and their host time (OPS lines).
+# ZT_MEMTRACE=1: allocated/peak GiB at every block of one step, zerotrain stage 3 and FSDP2 (ZT_MEMTRACE_MODES).
+# ZT_NSYS=1 traces the 1.1B step of ZT_NSYS_MODES (default zerotrain_stage3 fsdp2) with Nsight Systems.
 # ZT_PY_WORKERS=0 skips the Python package's GPU workers (the package is still built for the other parts).
 set -uo pipefail
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
@@ -99,7 +102,7 @@ if [ "${ZT_MICRO:-1}" = 1 ]; then
     case $m in
       opt|layers) build-gpu/bench/micro_bench $m >"$OUT/micro_$m.log" 2>&1 ;;
       comm) "$ZT" launch --no_local_rank build-gpu/bench/micro_bench comm >"$OUT/micro_comm.log" 2>&1 ;;
-      cpu) build-gpu/bench/micro_bench engine_cpu >"$OUT/micro_cpu.log" 2>&1 ;;
+      cpu) build-gpu/bench/micro_bench engine_cpu ${ZT_COUNT_OPS:+--count-ops $ZT_COUNT_OPS} >"$OUT/micro_cpu.log" 2>&1 ;;
       # The same on every GPU (nccl): stage 3's collectives per unit cost host time that a single rank does not show.
       cpu_world) "$ZT" launch --no_local_rank build-gpu/bench/micro_bench engine_cpu --comm env --stages 23 \
                    >"$OUT/micro_cpu_world.log" 2>&1 ;;
@@ -165,6 +168,41 @@ if [ "${ZT_OFFLOAD:-0}" = 1 ]; then
     timeout "${ZT_OFFLOAD_TIMEOUT:-240}" $PY -m torch.distributed.run --standalone --nproc_per_node "$NGPU" bench/peers/train_anchor.py --mode $mode $SHAPE \
       --zero_extra "$OFFLOAD" --tag offload --steps "$STEPS" >"$OUT/offload_$mode.log" 2>&1
     note "$(grep RESULT "$OUT/offload_$mode.log" || echo "offload $mode: failed: $(tail -3 "$OUT/offload_$mode.log")")"
+  done
+fi
+
+if [ "${ZT_NSYS:-0}" = 1 ]; then
+  # Where the 1.1B step's GPU time goes (issue 7): Nsight Systems traces of ZT_NSYS_MODES (3 steps each, NVTX range
+  # per step), bench/gpu/nsys_step.py splits each step into compute, NCCL (overlapped / exposed) and idle.
+  NSYS="$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -1)"
+  SHAPE="--layers 22 --hidden 2048 --heads 32 --kv_heads 4 --ffn 5632 --vocab 32000 --seq 2048 --mb 4"
+  if [ -z "$NSYS" ]; then
+    note "nsys: not found"
+  else
+    for mode in ${ZT_NSYS_MODES:-zerotrain_stage3 fsdp2}; do
+      ANCHOR_PROFILE_STEPS=3 timeout 240 "$NSYS" profile -t cuda,nvtx -s none --cpuctxsw=none -f true \
+        -o "/tmp/nsys_$mode" $PY -m torch.distributed.run --standalone --nproc_per_node "$NGPU" \
+        bench/peers/train_anchor.py --mode $mode $SHAPE --warmup 3 --steps 3 >"$OUT/nsys_$mode.log" 2>&1
+      note "$(grep RESULT "$OUT/nsys_$mode.log" | sed 's/RESULT /RESULT nsys /' || echo "nsys $mode: failed: $(tail -3 "$OUT/nsys_$mode.log")")"
+      "$NSYS" export --type sqlite -f true -o "/tmp/nsys_$mode.sqlite" "/tmp/nsys_$mode.nsys-rep" >>"$OUT/nsys_$mode.log" 2>&1
+      $PY bench/gpu/nsys_step.py "/tmp/nsys_$mode.sqlite" --label "$mode" >"$OUT/nsys_step_$mode.log" 2>&1
+      cat "$OUT/nsys_step_$mode.log" | tee -a "$LOG"
+      summary+=("$(cat "$OUT/nsys_step_$mode.log")")
+    done
+  fi
+fi
+
+if [ "${ZT_MEMTRACE:-0}" = 1 ]; then
+  # Where stage 3's peak memory parts from FSDP2's (issue 7): allocated and peak GiB at every block's forward and
+  # backward entry on one warmup step (ANCHOR_MEMTRACE=1), then the timed steps; ZT_MEMTRACE_EXTRA is merged into
+  # zerotrain's zero_optimization (default: stage3_max_reuse_distance 0, FSDP2's reshard after forward).
+  SHAPE="--layers 22 --hidden 2048 --heads 32 --kv_heads 4 --ffn 5632 --vocab 32000 --seq 2048 --mb 4"
+  for mode in ${ZT_MEMTRACE_MODES:-zerotrain_stage3 fsdp2}; do
+    extra=(); case $mode in zerotrain*) extra=(--zero_extra "${ZT_MEMTRACE_EXTRA:-{\"stage3_max_reuse_distance\": 0\}}" --tag memtrace) ;; esac
+    ANCHOR_MEMTRACE=1 $PY -m torch.distributed.run --standalone --nproc_per_node "$NGPU" bench/peers/train_anchor.py \
+      --mode $mode $SHAPE "${extra[@]}" --warmup 3 --steps "${ZT_STEPS:-10}" >"$OUT/memtrace_$mode.log" 2>&1
+    note "$(grep RESULT "$OUT/memtrace_$mode.log" || echo "memtrace $mode: failed: $(tail -3 "$OUT/memtrace_$mode.log")")"
+    grep "MEMTRACE peak" "$OUT/memtrace_$mode.log" | sed "s/^/$mode /" | tee -a "$LOG"
   done
 fi
 
