@@ -164,8 +164,11 @@ if [ "${ZT_OFFLOAD:-0}" = 1 ]; then
   STEPS="${ZT_STEPS:-10}"
   SHAPE="--layers 22 --hidden 2048 --heads 32 --kv_heads 4 --ffn 5632 --vocab 32000 --seq 2048 --mb 4"
   OFFLOAD='{"offload_optimizer": {"device": "cpu", "pin_memory": true}}'
+  # The host step's threads: the cores shared among the ranks, for both (what `zerotrain launch` sets and
+  # DeepSpeed's launcher with --bind_cores_to_rank; torchrun alone would give each rank one thread).
+  OMP_RANK="${OMP_NUM_THREADS:-$(( $(nproc) / NGPU ))}"
   for mode in zerotrain_stage2 $([ -d ".dspkgs/$DS_PY" ] && echo deepspeed_stage2); do
-    timeout "${ZT_OFFLOAD_TIMEOUT:-240}" $PY -m torch.distributed.run --standalone --nproc_per_node "$NGPU" bench/peers/train_anchor.py --mode $mode $SHAPE \
+    OMP_NUM_THREADS=$OMP_RANK timeout "${ZT_OFFLOAD_TIMEOUT:-240}" $PY -m torch.distributed.run --standalone --nproc_per_node "$NGPU" bench/peers/train_anchor.py --mode $mode $SHAPE \
       --zero_extra "$OFFLOAD" --tag offload --steps "$STEPS" >"$OUT/offload_$mode.log" 2>&1
     note "$(grep RESULT "$OUT/offload_$mode.log" || echo "offload $mode: failed: $(tail -3 "$OUT/offload_$mode.log")")"
   done
