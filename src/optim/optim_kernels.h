@@ -13,22 +13,9 @@
 
 #include <cstdint>
 
+#include "optim/kernel_args.h"
+
 namespace zerotrain::detail {
-
-// DeepSpeed FusedAdam (csrc/adam/multi_tensor_adam.cu) with explicit bias corrections (1 when disabled).
-struct AdamKernelArgs {
-  float lr, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay;
-  float bias_correction1, bias_correction2;  // 1 - beta^step, or 1 without bias correction
-  bool adam_w_mode;                          // true: decoupled decay; false: L2 added to the gradient
-  float grad_multiplier = 1.f;               // the gradient is read as grad * grad_multiplier (unscale and clip)
-};
-
-// Where a kernel also writes the updated parameters, cast: `data` holds n elements of `dtype` (kNone: no copy).
-enum class CopyDtype { kNone, kFloat, kBFloat16, kHalf };
-struct ParamCopy {
-  void* data = nullptr;
-  CopyDtype dtype = CopyDtype::kNone;
-};
 
 // How the Adam kernel walks memory (bench/micro_bench.cc compares them; the defaults are the fastest measured):
 // float4 groups per thread and iteration, streaming (evict-first) cache hints, and a grid of exactly the resident

@@ -172,7 +172,17 @@ StepResult ZeroOptimizer::step(at::Tensor& grad, double lr, std::optional<double
   for (const Run& run : lr_runs_) before.push_back(master_.narrow(0, run.offset, run.numel).clone());
   correct_weight_decay(g, lr, 1.0 / combined);
   const StepArgs args{lr, applied_steps_, beta1};
-  if (!offload_ && lr_runs_.empty()) {
+  if (offload_ && lr_runs_.empty()) {
+    // One pass on the host where the optimizer has a fused CPU kernel (Adam): unscale/clip, update, and the
+    // training-dtype shard the device receives, written as it goes; then the copies to the device, the all-gather.
+    std::vector<ParamCopyRange> copies;
+    if (param_host_.defined()) copies.push_back({0, param_host_});
+    optimizer_->step_and_copy(master_, g, args, 1.0 / combined, copies);
+    upload(param_host_.defined() ? param_host_ : master_);
+    gather();
+    return result;
+  }
+  if (lr_runs_.empty()) {
     // One pass where the optimizer has a fused kernel: unscale/clip, update, and this rank's chunks of the training
     // parameters written from the updated master; then the chunks are all-gathered.
     optimizer_->step_and_copy(master_, grad, args, 1.0 / combined, local_copies());
@@ -204,9 +214,20 @@ std::vector<ParamCopyRange> ZeroOptimizer::local_copies() const {
 
 void ZeroOptimizer::publish() {
   // Offloaded: cast on the host (2 bytes a parameter cross to the device, not 4), then one copy per bucket chunk.
-  const at::Tensor& src = param_host_.defined() ? param_host_.copy_(master_) : master_;
-  for (const ParamCopyRange& c : local_copies()) c.dest.copy_(src.narrow(0, c.offset, c.dest.numel()));
+  if (offload_) {
+    upload(param_host_.defined() ? param_host_.copy_(master_) : master_);
+  } else {
+    for (const ParamCopyRange& c : local_copies()) c.dest.copy_(master_.narrow(0, c.offset, c.dest.numel()));
+  }
   gather();
+}
+
+void ZeroOptimizer::upload(const at::Tensor& host) {
+  // From pinned memory the copies are asynchronous on the current stream, which the all-gather waits for; `host` is
+  // next written by the following step's optimizer pass, after that step's synchronous gradient copy on the same
+  // stream (so these copies are done by then).
+  const bool async = host.is_pinned();
+  for (const ParamCopyRange& c : local_copies()) c.dest.copy_(host.narrow(0, c.offset, c.dest.numel()), async);
 }
 
 void ZeroOptimizer::gather() {

@@ -5,10 +5,11 @@
 //
 // Optimizer offload to the CPU (ZeRO-Offload, `offload_optimizer.device: "cpu"`, stages 1-2): the master shard and
 // the optimizer state live in host memory (pinned when `pin_memory` and the parameters are on a GPU); each step copies
-// the reduced gradient shard to the host after the norm, runs the optimizer's CPU implementation there, casts the
-// updated shard to the training dtype on the host and copies it to this rank's chunks on the device before the
-// all-gather. Device memory keeps the parameters and the gradient shard only: 12 bytes per parameter of this rank's
-// shard move to the host.
+// the reduced gradient shard to the host after the norm, runs the optimizer's CPU implementation there (Adam: one
+// multi-threaded pass that also writes the updated shard in the training dtype; others: step, then a cast) and
+// copies that to this rank's chunks on the device (asynchronously, from pinned memory) before the all-gather. Device
+// memory keeps the parameters and the gradient shard only: 12 bytes per parameter of this rank's shard move to the
+// host.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -77,6 +78,9 @@ class ZeroOptimizer {
   std::vector<ParamCopyRange> local_copies() const;
   // Writes local_copies() from the master, then gather().
   void publish();
+  // Offloaded: copies this rank's chunks of `host` (the updated parameters in the training dtype, or the fp32
+  // master) to local_copies() on the device.
+  void upload(const at::Tensor& host);
   // All-gathers every bucket's chunks into the training parameters (stages 1/2 on more than one rank).
   void gather();
 

@@ -18,9 +18,12 @@
 // rounding (2^-8 for bf16, 2^-11 for fp16) relative; over a few Adam steps (whose update size is ~lr regardless of
 // gradient scale) that bounds loss differences near 5e-3 (bf16) / 1e-3 (fp16) relative and parameter differences
 // near 3e-2 / 1e-2 of the parameter's scale (measured: about a third of each bound on 2 and 4 CPU ranks). The
-// built-in models get 5e-2 for bf16 parameters: their embeddings have rows (tokens the data never uses) whose only
+// built-in models get 8e-2 for bf16 parameters: their embeddings have rows (tokens the data never uses) whose only
 // gradients come through the head and sit near Adam's eps, where one bf16 rounding of the gradient moves the update
-// most (measured 0.039 for gpt2-tiny's tied embedding at every stage, stage 0 on one rank included).
+// most: such an element can end up to about lr x steps / (the tensor's scale) apart. Measured: 0.039 for gpt2-tiny's
+// tied embedding at every stage (stage 0 on one rank included); 0.062 for llama-tiny's embedding at stage 3 on 4 CPU
+// ranks with the CPU Adam in DeepSpeed's formula (0.014 with ATen's, which rounds differently); fp32 runs agree
+// within 1e-5 with either.
 #include <ATen/ATen.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/embedding.h>
@@ -365,7 +368,7 @@ int main(int argc, char** argv) {
         const Reference ref = run_reference(rc, steps, tokens, targets, device);
         const Outcome o = run_engine(rc, steps, tokens, targets, comm, ref, device);
         const double loss_tol = prec == "fp32" ? 1e-5 : prec == "bf16" ? 5e-3 : 1e-3;
-        const double param_tol = prec == "fp32" ? 1e-5 : prec == "bf16" ? (model_name == "tiny" ? 3e-2 : 5e-2) : 1e-2;
+        const double param_tol = prec == "fp32" ? 1e-5 : prec == "bf16" ? (model_name == "tiny" ? 3e-2 : 8e-2) : 1e-2;
         const bool ok = o.max_loss_rel <= loss_tol && o.max_param_err <= param_tol;
         failures += ok ? 0 : 1;
         ++runs;
