@@ -14,11 +14,11 @@
 # DeepSpeed (from .dspkgs/, scripts/fetch_deepspeed.sh; carry [".deps", ".dspkgs"]), ZT_DS_STAGES picks its stages;
 # ZT_SCALE=1 trains the 1.1B at 2 GPUs and at all GPUs (issue 8: bench/gpu/scaling.py). For a check that fits a few
 # minutes: ZT_UNIT_TESTS picks the C++ unit test binaries, ZT_PARITY_MODELS=0 skips the built-in models' grid,
-# ZT_MICRO_LIST the micro-benchmark parts (opt layers comm cpu cpu_world). ZT_DS_8B=1 adds DeepSpeed stage 3 to the 8B.
+# ZT_MICRO_LIST the micro-benchmark parts (opt layers comm cpu cpu_world host_peer). ZT_DS_8B=1 adds DeepSpeed stage 3 to the 8B.
 # ZT_OFFLOAD=1 trains the 1.1B at stage 2 with the optimizer offloaded to the CPU, zerotrain and DeepSpeed.
 # ZT_COUNT_OPS=N: micro cpu also prints each run's N most called ATen operators and their host time (OPS lines).
 # ZT_MEMTRACE=1: allocated/peak GiB at every block of one step, zerotrain stage 3 and FSDP2 (ZT_MEMTRACE_MODES).
-# ZT_NSYS=1 traces the 1.1B step of ZT_NSYS_MODES (default zerotrain_stage3 fsdp2) with Nsight Systems.
+# ZT_TRACE=1 traces the 1.1B step of ZT_TRACE_MODES (default zerotrain_stage3 fsdp2) with the PyTorch profiler.
 # ZT_PY_WORKERS=0 skips the Python package's GPU workers (the package is still built for the other parts).
 set -uo pipefail
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
@@ -96,8 +96,8 @@ fi
 if [ "${ZT_MICRO:-1}" = 1 ]; then
   # Issue 7's micro-benchmarks: the optimizer step against a device copy, collectives against raw NCCL, the engine's
   # host CPU time per step on a model of 512 small tensors.
-  # ZT_MICRO_LIST picks parts (default all: opt layers comm cpu cpu_world).
-  MICRO="${ZT_MICRO_LIST:-opt layers comm cpu cpu_world}"
+  # ZT_MICRO_LIST picks parts (default all: opt layers comm cpu cpu_world host_peer).
+  MICRO="${ZT_MICRO_LIST:-opt layers comm cpu cpu_world host_peer}"
   for m in $MICRO; do
     case $m in
       opt|layers) build-gpu/bench/micro_bench $m >"$OUT/micro_$m.log" 2>&1 ;;
@@ -106,7 +106,11 @@ if [ "${ZT_MICRO:-1}" = 1 ]; then
       # The same on every GPU (nccl): stage 3's collectives per unit cost host time that a single rank does not show.
       cpu_world) "$ZT" launch --no_local_rank build-gpu/bench/micro_bench engine_cpu --comm env --stages 23 \
                    >"$OUT/micro_cpu_world.log" 2>&1 ;;
-      *) note "ZT_MICRO_LIST: unknown part $m (allowed: opt layers comm cpu cpu_world)" ;;
+      # FSDP2's and DDP's host CPU time on the same stress model, every GPU (bench/peers/host_anchor.py): the peers
+      # of cpu_world's engine_cpu_ms.
+      host_peer) timeout 300 $PY -m torch.distributed.run --standalone --nproc_per_node "$NGPU" bench/peers/host_anchor.py \
+                   >"$OUT/micro_host_peer.log" 2>&1 ;;
+      *) note "ZT_MICRO_LIST: unknown part $m (allowed: opt layers comm cpu cpu_world host_peer)" ;;
     esac
   done
   for f in $(for m in $MICRO; do echo micro_$m; done); do
@@ -144,6 +148,14 @@ if [ "${ZT_BENCH:-1}" = 1 ]; then
         --mode zerotrain_stage$stage $SHAPE --steps "$STEPS" >"$OUT/py_stage$stage.log" 2>&1
       note "$(grep RESULT "$OUT/py_stage$stage.log" || echo "zerotrain python stage $stage: failed: $(tail -3 "$OUT/py_stage$stage.log")")"
     done
+    # Stage 3 with FSDP2's memory policy (reshard after forward = stage3_max_reuse_distance 0; DeepSpeed's default
+    # 1e9 keeps the last layers gathered from forward into backward): the like-for-like memory comparison.
+    if [[ " ${ZT_PY_STAGES:-0 1 2 3} " == *" 3 "* ]]; then
+      $PY -m torch.distributed.run --standalone --nproc_per_node "$NGPU" bench/peers/train_anchor.py \
+        --mode zerotrain_stage3 $SHAPE --zero_extra '{"stage3_max_reuse_distance": 0}' --tag reshard \
+        --steps "$STEPS" >"$OUT/py_stage3_reshard.log" 2>&1
+      note "$(grep RESULT "$OUT/py_stage3_reshard.log" || echo "zerotrain python stage 3 reshard: failed: $(tail -3 "$OUT/py_stage3_reshard.log")")"
+    fi
   fi
   # DeepSpeed from PyPI on the same HF model (scripts/fetch_deepspeed.sh; carry .dspkgs): train_anchor.py puts
   # .dspkgs/pyXY and .dspkgs/common on sys.path itself. ZT_DS=0 skips it, ZT_DS_STAGES picks stages.
@@ -174,25 +186,19 @@ if [ "${ZT_OFFLOAD:-0}" = 1 ]; then
   done
 fi
 
-if [ "${ZT_NSYS:-0}" = 1 ]; then
-  # Where the 1.1B step's GPU time goes (issue 7): Nsight Systems traces of ZT_NSYS_MODES (3 steps each, NVTX range
-  # per step), bench/gpu/nsys_step.py splits each step into compute, NCCL (overlapped / exposed) and idle.
-  NSYS="$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -1)"
+if [ "${ZT_TRACE:-0}" = 1 ]; then
+  # Where the 1.1B step's GPU time goes (issue 7): PyTorch profiler traces of ZT_TRACE_MODES (3 steps each, every
+  # rank), bench/gpu/trace_step.py splits each step into compute, NCCL (overlapped / exposed) and idle.
   SHAPE="--layers 22 --hidden 2048 --heads 32 --kv_heads 4 --ffn 5632 --vocab 32000 --seq 2048 --mb 4"
-  if [ -z "$NSYS" ]; then
-    note "nsys: not found"
-  else
-    for mode in ${ZT_NSYS_MODES:-zerotrain_stage3 fsdp2}; do
-      ANCHOR_PROFILE_STEPS=3 timeout 240 "$NSYS" profile -t cuda,nvtx -s none --cpuctxsw=none -f true \
-        -o "/tmp/nsys_$mode" $PY -m torch.distributed.run --standalone --nproc_per_node "$NGPU" \
-        bench/peers/train_anchor.py --mode $mode $SHAPE --warmup 3 --steps 3 >"$OUT/nsys_$mode.log" 2>&1
-      note "$(grep RESULT "$OUT/nsys_$mode.log" | sed 's/RESULT /RESULT nsys /' || echo "nsys $mode: failed: $(tail -3 "$OUT/nsys_$mode.log")")"
-      "$NSYS" export --type sqlite -f true -o "/tmp/nsys_$mode.sqlite" "/tmp/nsys_$mode.nsys-rep" >>"$OUT/nsys_$mode.log" 2>&1
-      $PY bench/gpu/nsys_step.py "/tmp/nsys_$mode.sqlite" --label "$mode" >"$OUT/nsys_step_$mode.log" 2>&1
-      cat "$OUT/nsys_step_$mode.log" | tee -a "$LOG"
-      summary+=("$(cat "$OUT/nsys_step_$mode.log")")
-    done
-  fi
+  for mode in ${ZT_TRACE_MODES:-zerotrain_stage3 fsdp2}; do
+    rm -f /tmp/zt_trace_${mode}_rank*.json
+    ANCHOR_TRACE=/tmp/zt_trace_$mode timeout 300 $PY -m torch.distributed.run --standalone --nproc_per_node "$NGPU" \
+      bench/peers/train_anchor.py --mode $mode $SHAPE --warmup 3 --steps 3 >"$OUT/trace_$mode.log" 2>&1
+    note "$(grep RESULT "$OUT/trace_$mode.log" | sed 's/RESULT /RESULT trace /' || echo "trace $mode: failed: $(tail -3 "$OUT/trace_$mode.log")")"
+    $PY bench/gpu/trace_step.py /tmp/zt_trace_${mode}_rank*.json --label "$mode" >"$OUT/trace_step_$mode.log" 2>&1
+    cat "$OUT/trace_step_$mode.log" | tee -a "$LOG"
+    summary+=("$(cat "$OUT/trace_step_$mode.log")")
+  done
 fi
 
 if [ "${ZT_MEMTRACE:-0}" = 1 ]; then
