@@ -2,11 +2,12 @@
 
     zerotrain launch --num_gpus 2 examples/python/train_offload.py --deepspeed_config examples/configs/zero2_offload_config.json
 
-Optimizer offload to the CPU works at ZeRO stages 1 and 2 ("offload_optimizer": {"device": "cpu"}): each step copies
-the reduced gradient shard to the host, runs the optimizer there and copies the updated parameters back. Offload at
-stage 3, parameter offload and NVMe (ZeRO-Infinity, examples/configs/zero_offload_config.json) are not implemented
-yet: with such a config initialize() raises zerotrain.ConfigError naming the setting, and this script reports it and
-exits with status 2.
+Optimizer offload to the CPU works at ZeRO stages 1, 2 and 3 ("offload_optimizer": {"device": "cpu"};
+examples/configs/zero2_offload_config.json, zero3_offload_config.json): each step copies the reduced gradient shard to
+the host, runs the optimizer there and copies the updated parameters (stage 3: the parameter shard) back. Parameter
+offload and NVMe (ZeRO-Infinity, examples/configs/zero_offload_config.json) are not implemented yet: with such a
+config initialize() raises zerotrain.ConfigError naming the setting, and this script reports it and exits with
+status 2.
 """
 import argparse
 import sys

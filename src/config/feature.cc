@@ -19,11 +19,13 @@ struct ValueFeature {
 };
 
 const ValueFeature kValueFeatures[] = {
-    // Offload to the CPU at stages 1-2 is implemented (zero_optimizer.h); stage 0 is a config error (build.cc).
-    {"optimizer offload at stage 3 or to NVMe", "zero_optimization.offload_optimizer.device",
+    // Offload to the CPU at stages 1-3 is implemented (zero_optimizer.h); stage 0 is a config error (build.cc).
+    {"optimizer offload to NVMe", "zero_optimization.offload_optimizer.device",
+     [](const Config::Data& d) { return d.zero.offload_optimizer.device == OffloadDevice::kNvme; }},
+    // DeepSpeed's ZeRO-3 partial offload (ZeRO Twin-Flow: part of the master and state stays on the device).
+    {"partial optimizer offload", "zero_optimization.offload_optimizer.ratio",
      [](const Config::Data& d) {
-       return d.zero.offload_optimizer.device == OffloadDevice::kNvme ||
-              (d.zero.offload_optimizer.device == OffloadDevice::kCpu && d.zero.stage == 3);
+       return d.zero.offload_optimizer.device != OffloadDevice::kNone && d.zero.offload_optimizer.ratio < 1.0;
      }},
     {"parameter offload", "zero_optimization.offload_param.device",
      [](const Config::Data& d) { return d.zero.offload_param.device != OffloadDevice::kNone && d.zero.stage == 3; }},

@@ -231,7 +231,9 @@ Engine::Engine(std::shared_ptr<torch::nn::Module> model, torch::nn::AnyModule fo
     m.layout = std::make_unique<detail::FlatLayout>(numels, plan.groups, world, m.comm->rank(), z.reduce_bucket_size);
     m.units = std::make_unique<detail::ParamUnits>(
         *m.layout, m.params, plan.persistent, m.comm,
-        detail::UnitSettings{z.prefetch_bucket_size, z.max_live_parameters, z.max_reuse_distance},
+        detail::UnitSettings{z.prefetch_bucket_size, z.max_live_parameters, z.max_reuse_distance,
+                             // offloaded optimizer: the device keeps the shard in the training dtype only
+                             z.offload_optimizer.device == OffloadDevice::kCpu ? m.dtype : at::kFloat},
         at::TensorOptions().device(m.device).dtype(m.dtype), [&](int p, at::Tensor& value) {
           initializer->init_parameter(m.param_names[p], value);
         });

@@ -98,7 +98,7 @@ ParamUnits::ParamUnits(const FlatLayout& layout, std::vector<at::Tensor> params,
   TORCH_INTERNAL_ASSERT(params_.size() == layout_.slots().size());
   TORCH_INTERNAL_ASSERT(persistent.size() == layout_.groups().size());
   const auto opts = options;
-  shard_ = at::empty({layout_.shard_numel()}, opts.dtype(at::kFloat));
+  shard_ = at::empty({layout_.shard_numel()}, opts.dtype(settings_.shard_dtype));
   at::NoGradGuard no_grad;
   units_.resize(layout_.groups().size());
   for (size_t u = 0; u < units_.size(); ++u) {

@@ -7,7 +7,9 @@
 // optimizer all see the same tensors) and only the data comes and goes. Between uses a rank keeps only its chunks
 // of each bucket, in fp32: shard() IS the optimizer's master shard, so there is no second, 16-bit copy (model
 // state is 16 bytes per parameter over N ranks with Adam: master 4, moments 8, gradient 4, the gradient only from
-// a step's first reduction to its optimizer step: GradReducer::zero). Gathering casts this
+// a step's first reduction to its optimizer step: GradReducer::zero). With the optimizer offloaded to the CPU the
+// master and moments live on the host and shard() is a training-dtype copy (2 + 4 bytes per parameter over N ranks
+// on the device, the gradient included). Gathering casts this
 // rank's chunks to the training dtype and all-gathers each bucket, written through an alias of the buffer with its
 // own version counter, so refilling a parameter that autograd saved does not count as modifying it.
 //
@@ -45,6 +47,9 @@ struct UnitSettings {
   int64_t prefetch_bucket_size = 50'000'000;     // elements gathered ahead of use; 0 turns prefetch off
   int64_t max_live_parameters = 1'000'000'000;   // gathered elements per rank, prefetch never exceeds it
   int64_t max_reuse_distance = 1'000'000'000;    // keep a unit gathered if used again within this many elements
+  // dtype of shard(): fp32 (the optimizer's master shard itself), or the training dtype when the optimizer is
+  // offloaded (its fp32 master lives on the host; shard() is then the device copy that gathers read)
+  at::ScalarType shard_dtype = at::kFloat;
 };
 
 using SegmentFunction = std::function<at::Tensor(const at::Tensor& input)>;
@@ -71,7 +76,9 @@ class ParamUnits {
   ParamUnits(const ParamUnits&) = delete;
   ParamUnits& operator=(const ParamUnits&) = delete;
 
-  // (shard_numel,) fp32: this rank's chunks, bucket by bucket; the optimizer's master shard (it updates it in place).
+  // (shard_numel,) UnitSettings::shard_dtype: this rank's chunks, bucket by bucket, that gathers read. fp32: the
+  // optimizer's master shard (it updates it in place); with the optimizer offloaded, the training dtype (the optimizer
+  // writes it from its host master after each step).
   at::Tensor& shard() { return shard_; }
   int num_units() const { return static_cast<int>(units_.size()); }
 

@@ -24,9 +24,9 @@ ZeroOptimizer::ZeroOptimizer(const FlatLayout& layout, at::Tensor params, std::s
       scaler_(cfg.fp16(), /*zero_optimizer=*/cfg.zero().stage >= 1) {
   const OffloadOptimizerConfig& offload = cfg.zero().offload_optimizer;
   if (offload.device != OffloadDevice::kNone) {
-    // The config allows only "cpu" at stages 1-2 (Config::require_supported); the engine passes no other.
-    TORCH_INTERNAL_ASSERT(offload.device == OffloadDevice::kCpu && placement_ == ParamPlacement::kGathered,
-                          "optimizer offload: only to the CPU at stages 1-2");
+    // The config allows only "cpu" at stages 1-3 (Config::require_supported); the engine passes no other.
+    TORCH_INTERNAL_ASSERT(offload.device == OffloadDevice::kCpu && placement_ != ParamPlacement::kReplicated,
+                          "optimizer offload: only to the CPU at stages 1-3");
     if (cfg.optimizer().kind == OptimizerKind::kLamb) {
       throw std::invalid_argument(
           "zero_optimization.offload_optimizer.device \"cpu\" with optimizer \"Lamb\": not supported (its trust "
@@ -35,10 +35,12 @@ ZeroOptimizer::ZeroOptimizer(const FlatLayout& layout, at::Tensor params, std::s
     }
     offload_ = true;
   }
-  if (placement_ == ParamPlacement::kShardOnly) {
+  if (placement_ == ParamPlacement::kShardOnly && !offload_) {
     TORCH_INTERNAL_ASSERT(param_flat_.numel() == layout_.shard_numel() && param_flat_.scalar_type() == at::kFloat);
     master_ = param_flat_;  // stage 3 keeps no second copy: its units gather from the master shard
   } else {
+    // Stages 1-2; and stage 3 offloaded, whose param_flat_ is the units' training-dtype shard (shard_numel,).
+    TORCH_INTERNAL_ASSERT(placement_ != ParamPlacement::kShardOnly || param_flat_.numel() == layout_.shard_numel());
     const auto host = at::TensorOptions(at::kFloat).device(at::kCPU).pinned_memory(offload.pin_memory &&
                                                                                    param_flat_.is_cuda());
     master_ = at::empty({layout_.shard_numel()}, offload_ ? host : param_flat_.options().dtype(at::kFloat));
@@ -117,13 +119,11 @@ void ZeroOptimizer::correct_weight_decay(at::Tensor& grad, double lr, double gra
 }
 
 void ZeroOptimizer::load_master() {
-  if (placement_ == ParamPlacement::kShardOnly) return;  // the master shard is the parameters' shard
-  for (size_t b = 0; b < layout_.buckets().size(); ++b) {
-    const Bucket& bucket = layout_.buckets()[b];
-    at::Tensor master = master_.narrow(0, bucket.shard_offset, bucket.chunk);
+  if (master_.is_same(param_flat_)) return;  // stage 3 on the device: the master shard is the parameters' shard
+  for (const ParamCopyRange& c : local_copies()) {
+    at::Tensor master = master_.narrow(0, c.offset, c.dest.numel());
     // offloaded: the device's chunk compared and read on the host
-    at::Tensor param =
-        param_flat_.narrow(0, layout_.chunk_begin(static_cast<int>(b)), bucket.chunk).to(master_.device());
+    at::Tensor param = c.dest.to(master_.device());
     if (!master_initialized_ || param.scalar_type() == at::kFloat) {
       master.copy_(param);
     } else {
@@ -203,7 +203,11 @@ StepResult ZeroOptimizer::step(at::Tensor& grad, double lr, std::optional<double
 
 std::vector<ParamCopyRange> ZeroOptimizer::local_copies() const {
   std::vector<ParamCopyRange> copies;
-  if (placement_ == ParamPlacement::kShardOnly) return copies;  // units gather from the master shard when used
+  if (placement_ == ParamPlacement::kShardOnly) {
+    // Units gather from the master shard when used; offloaded, from its device copy (the whole shard).
+    if (offload_) copies.push_back({0, param_flat_});
+    return copies;
+  }
   for (size_t b = 0; b < layout_.buckets().size(); ++b) {
     const Bucket& bucket = layout_.buckets()[b];
     const at::Tensor mine = param_flat_.narrow(0, layout_.chunk_begin(static_cast<int>(b)), bucket.chunk);

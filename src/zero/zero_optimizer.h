@@ -3,13 +3,14 @@
 // updated 16-bit (or fp32) parameters: stage 0 writes them in place, stages 1/2 all-gather each bucket's chunks
 // in pieces of at most allgather_bucket_size elements; stage 3 publishes nothing (units gather from the master).
 //
-// Optimizer offload to the CPU (ZeRO-Offload, `offload_optimizer.device: "cpu"`, stages 1-2): the master shard and
+// Optimizer offload to the CPU (ZeRO-Offload, `offload_optimizer.device: "cpu"`, stages 1-3): the master shard and
 // the optimizer state live in host memory (pinned when `pin_memory` and the parameters are on a GPU); each step copies
 // the reduced gradient shard to the host after the norm, runs the optimizer's CPU implementation there (Adam: one
 // multi-threaded pass that also writes the updated shard in the training dtype; others: step, then a cast) and
 // copies that to this rank's chunks on the device (asynchronously, from pinned memory) before the all-gather. Device
 // memory keeps the parameters and the gradient shard only: 12 bytes per parameter of this rank's shard move to the
-// host.
+// host. At stage 3 the "parameters" are the units' shard in the training dtype (ParamUnits::shard()), which the
+// upload writes and the units gather from; nothing is all-gathered after the step.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -36,7 +37,8 @@ struct StepResult {
 enum class ParamPlacement {
   kReplicated,  // stage 0: (total_numel,) flat buffer, every rank owns all of it
   kGathered,    // stages 1/2: (total_numel,) flat buffer, sharded ownership, all-gathered after each step
-  kShardOnly,   // stage 3: (shard_numel,) fp32, this rank's chunks only: it IS the master shard
+  kShardOnly,   // stage 3: (shard_numel,), this rank's chunks only: the master shard itself (fp32), or, with the
+                // optimizer offloaded, its device copy in the training dtype
 };
 
 class ZeroOptimizer {
@@ -85,7 +87,7 @@ class ZeroOptimizer {
   void gather();
 
   const FlatLayout& layout_;
-  at::Tensor param_flat_;  // training dtype, device: (total_numel,); kShardOnly: the master shard itself
+  at::Tensor param_flat_;  // training dtype, device: (total_numel,); kShardOnly: (shard_numel,), see ParamPlacement
   at::Tensor master_;      // (shard_numel,) fp32, device (host when offloaded): this rank's chunks, bucket by bucket
   // Optimizer offload: host buffers of the shard's gradient (fp32) and of the updated parameters in the training
   // dtype (undefined when that is fp32: master_ itself is copied).

@@ -117,7 +117,7 @@ struct RunConfig {
                           // "comm_fp32" (communication_data_type fp32), "no_overlap" (overlap_comm false),
                           // "checkpoint" (activation checkpointing of every block; built-in models),
                           // "no_prefetch" (stage3_prefetch_bucket_size 0, stage3_max_reuse_distance 0),
-                          // "offload" (offload_optimizer to the CPU; stages 1-2 only, others skipped)
+                          // "offload" (offload_optimizer to the CPU; stages 1-3, stage 0 skipped)
   std::string model;      // "tiny", "shared", "llama" or "gpt2"
 };
 
@@ -362,7 +362,7 @@ int main(int argc, char** argv) {
        for (const auto& optname : split(optimizers)) {
        for (const auto& variant : split(variants)) {
         const RunConfig rc{std::stoi(st), prec, std::stoi(g), optname, variant, model_name};
-        if (variant == "offload" && rc.stage != 1 && rc.stage != 2) continue;  // offload: stages 1-2
+        if (variant == "offload" && rc.stage == 0) continue;  // offload: stages 1-3
         const auto [tokens, targets] = make_data(steps, rc.gas, world);
         // The reference sees the global micro-batch: all ranks' samples at once.
         const Reference ref = run_reference(rc, steps, tokens, targets, device);

@@ -50,7 +50,7 @@ def test_hugging_face_model_bf16_loss_falls(launch, model, stage):
 
 
 @needs_transformers
-@pytest.mark.parametrize("stage,flags", [(3, []), (2, ["--bf16"]), (2, ["--offload"])])
+@pytest.mark.parametrize("stage,flags", [(3, []), (2, ["--bf16"]), (2, ["--offload"]), (3, ["--offload"])])
 def test_hugging_face_trainer_with_auto_config(launch, stage, flags):
     # transformers.Trainer through zerotrain.hf.Trainer: "auto" values, loss falls, save_model -> from_pretrained,
     # resume_from_checkpoint reproduces the uninterrupted run; also with the optimizer offloaded to the CPU.

@@ -1,4 +1,4 @@
-// Optimizer offload to the CPU (ZeRO-Offload, stages 1-2): training is the same as without it (exactly on the CPU,
+// Optimizer offload to the CPU (ZeRO-Offload, stages 1-3): training is the same as without it (exactly on the CPU,
 // where both run the same optimizer code; within fp32 rounding on a GPU, whose step runs the CUDA kernel), a
 // checkpoint resumes exactly, and the settings it does not cover are errors naming the key.
 #include <ATen/ATen.h>
@@ -82,7 +82,7 @@ Trained train(int stage, const std::string& precision, bool offload, c10::Device
 }
 
 TEST(Offload, TrainsExactlyAsWithoutOnTheCpu) {
-  for (int stage : {1, 2}) {
+  for (int stage : {1, 2, 3}) {
     for (const std::string precision : {"fp32", "bf16", "fp16"}) {
       const Trained plain = train(stage, precision, false, c10::kCPU, 6);
       const Trained offloaded = train(stage, precision, true, c10::kCPU, 6);
@@ -98,7 +98,7 @@ TEST(Offload, TrainsExactlyAsWithoutOnTheCpu) {
 
 TEST(Offload, TrainsAsWithoutOnAGpu) {
   if (!at::hasCUDA()) GTEST_SKIP() << "no GPU";
-  for (int stage : {1, 2}) {
+  for (int stage : {1, 2, 3}) {
     const Trained plain = train(stage, "bf16", false, c10::Device(c10::kCUDA, 0), 6);
     const Trained offloaded = train(stage, "bf16", true, c10::Device(c10::kCUDA, 0), 6);
     for (size_t i = 0; i < plain.losses.size(); ++i) {
@@ -113,40 +113,61 @@ TEST(Offload, TrainsAsWithoutOnAGpu) {
 }
 
 #ifdef ZEROTRAIN_WITH_CUDA
-// On a GPU the master shard and the optimizer's state leave device memory: 12 bytes per parameter (fp32 master,
-// Adam's two moments) on one rank.
+// On a GPU the master shard and the optimizer's state leave device memory: at stage 2, 12 bytes per parameter (fp32
+// master, Adam's two moments) on one rank; at stage 3 the device keeps a 16-bit shard instead of the fp32 master: 10.
 TEST(Offload, MovesTheOptimizerStateOffTheGpu) {
   if (!at::hasCUDA()) GTEST_SKIP() << "no GPU";
   const c10::Device gpu(c10::kCUDA, 0);
-  int64_t allocated[2] = {0, 0};
-  int64_t numel = 0;
-  for (bool offload : {false, true}) {
-    torch::manual_seed(0);
-    auto model = std::make_shared<torch::nn::LinearImpl>(512, 512);
-    numel = model->weight.numel() + model->bias.numel();
-    c10::cuda::CUDACachingAllocator::emptyCache();
-    const int64_t before = c10::cuda::CUDACachingAllocator::getDeviceStats(0).allocated_bytes[0].current;
-    {
-      Engine engine = initialize(model, config(2, "bf16", offload), options(gpu));
-      const at::Tensor x = at::randn({4, 512}, at::TensorOptions(gpu).dtype(at::kBFloat16));
-      at::Tensor loss = engine.forward(x).to(at::kFloat).pow(2).mean();
-      engine.backward(loss);
-      engine.step();
-      allocated[offload] = c10::cuda::CUDACachingAllocator::getDeviceStats(0).allocated_bytes[0].current - before;
+  for (const auto& [stage, saved_per_param] : {std::pair{2, 11}, std::pair{3, 9}}) {
+    int64_t allocated[2] = {0, 0};
+    int64_t numel = 0;
+    for (bool offload : {false, true}) {
+      torch::manual_seed(0);
+      auto model = std::make_shared<torch::nn::LinearImpl>(512, 512);
+      numel = model->weight.numel() + model->bias.numel();
+      c10::cuda::CUDACachingAllocator::emptyCache();
+      const int64_t before = c10::cuda::CUDACachingAllocator::getDeviceStats(0).allocated_bytes[0].current;
+      {
+        Engine engine = initialize(model, config(stage, "bf16", offload), options(gpu));
+        const at::Tensor x = at::randn({4, 512}, at::TensorOptions(gpu).dtype(at::kBFloat16));
+        at::Tensor loss = engine.forward(x).to(at::kFloat).pow(2).mean();
+        engine.backward(loss);
+        engine.step();
+        allocated[offload] = c10::cuda::CUDACachingAllocator::getDeviceStats(0).allocated_bytes[0].current - before;
+      }
     }
+    EXPECT_GE(allocated[0] - allocated[1], saved_per_param * numel)
+        << "stage " << stage << ": " << allocated[0] << " bytes without offload, " << allocated[1] << " with, "
+        << numel << " parameters";
   }
-  EXPECT_GE(allocated[0] - allocated[1], 11 * numel) << allocated[0] << " bytes without offload, " << allocated[1]
-                                                       << " with, " << numel << " parameters";
 }
 #endif
 
 TEST(Offload, CheckpointResumesExactly) {
-  const std::string dir = testing::TempDir() + "/zt_offload_ckpt";
-  const Trained full = train(2, "bf16", true, c10::kCPU, 6, dir, 3);
-  const Trained resumed = train(2, "bf16", true, c10::kCPU, 6, dir, 3, /*resume=*/true);
-  ASSERT_EQ(resumed.losses.size(), 3u);
-  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(full.losses[3 + i], resumed.losses[i]) << "step " << 3 + i;
-  for (size_t i = 0; i < full.params.size(); ++i) EXPECT_TRUE(at::equal(full.params[i], resumed.params[i])) << i;
+  for (int stage : {2, 3}) {
+    const std::string dir = testing::TempDir() + "/zt_offload_ckpt" + std::to_string(stage);
+    const Trained full = train(stage, "bf16", true, c10::kCPU, 6, dir, 3);
+    const Trained resumed = train(stage, "bf16", true, c10::kCPU, 6, dir, 3, /*resume=*/true);
+    ASSERT_EQ(resumed.losses.size(), 3u);
+    for (size_t i = 0; i < 3; ++i) EXPECT_EQ(full.losses[3 + i], resumed.losses[i]) << "stage " << stage << " step " << 3 + i;
+    for (size_t i = 0; i < full.params.size(); ++i) {
+      EXPECT_TRUE(at::equal(full.params[i], resumed.params[i])) << "stage " << stage << " parameter " << i;
+    }
+  }
+}
+
+// A checkpoint written with the optimizer offloaded loads into a run without it, and back: the master and the state
+// are the same tensors wherever they live.
+TEST(Offload, CheckpointsMoveBetweenOffloadAndNot) {
+  for (int stage : {2, 3}) {
+    const std::string dir = testing::TempDir() + "/zt_offload_cross" + std::to_string(stage);
+    const Trained full = train(stage, "bf16", false, c10::kCPU, 6, dir, 3);
+    const Trained plain_from_plain = train(stage, "bf16", false, c10::kCPU, 6, dir, 3, /*resume=*/true);
+    const Trained offloaded_from_plain = train(stage, "bf16", true, c10::kCPU, 6, dir, 3, /*resume=*/true);
+    for (size_t i = 0; i < full.params.size(); ++i) {
+      EXPECT_TRUE(at::equal(plain_from_plain.params[i], offloaded_from_plain.params[i])) << "stage " << stage << " " << i;
+    }
+  }
 }
 
 std::string error_of(const std::string& cfg) {
@@ -164,10 +185,16 @@ TEST(Offload, WhatItDoesNotCoverIsAnErrorNamingTheKey) {
   const std::string lamb = error_of(config(2, "fp32", true, "Lamb"));
   EXPECT_NE(lamb.find("zero_optimization.offload_optimizer.device"), std::string::npos) << lamb;
   EXPECT_NE(lamb.find("Lamb"), std::string::npos) << lamb;
-  std::string stage3 = config(3, "fp32", true);
-  const std::string e3 = error_of(stage3);
-  EXPECT_NE(e3.find("optimizer offload at stage 3 or to NVMe"), std::string::npos) << e3;
-  EXPECT_NE(e3.find("zero_optimization.offload_optimizer.device"), std::string::npos) << e3;
+  std::string nvme = config(3, "fp32", true);
+  nvme.replace(nvme.find(R"("device": "cpu")"), 15, R"("device": "nvme", "nvme_path": "/tmp")");
+  const std::string en = error_of(nvme);
+  EXPECT_NE(en.find("optimizer offload to NVMe"), std::string::npos) << en;
+  EXPECT_NE(en.find("zero_optimization.offload_optimizer.device"), std::string::npos) << en;
+  std::string partial = config(3, "fp32", true);
+  partial.replace(partial.find(R"("pin_memory": true)"), 18, R"("pin_memory": true, "ratio": 0.5)");
+  const std::string ep = error_of(partial);
+  EXPECT_NE(ep.find("partial optimizer offload"), std::string::npos) << ep;
+  EXPECT_NE(ep.find("zero_optimization.offload_optimizer.ratio"), std::string::npos) << ep;
   const std::string e0 = error_of(config(0, "fp32", true));
   EXPECT_NE(e0.find("needs ZeRO stage 1, 2 or 3"), std::string::npos) << e0;
 }

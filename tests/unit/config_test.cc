@@ -179,12 +179,12 @@ TEST(Config, UnsupportedFeaturesAreListedNotIgnored) {
   const auto cfg = parse_ok(R"({"train_batch_size": 4,
       "sparse_attention": {"mode": "fixed"},
       "flops_profiler": {"enabled": true},
-      "zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu"}},
+      "zero_optimization": {"stage": 3, "offload_optimizer": {"device": "nvme", "nvme_path": "/tmp"}},
       "optimizer": {"type": "OneBitAdam"},
       "scheduler": {"type": "StepLR", "params": {"step_size": 10}}})");
   std::string all;
   for (const auto& f : cfg.unsupported_features()) all += f + "\n";
-  expect_contains(all, {"sparse attention", "flops profiler", "optimizer offload", "optimizer OneBitAdam",
+  expect_contains(all, {"sparse attention", "flops profiler", "optimizer offload to NVMe", "optimizer OneBitAdam",
                         "LR schedule StepLR"});
   try {
     cfg.require_supported();
