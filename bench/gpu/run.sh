@@ -15,7 +15,7 @@
 # ZT_SCALE=1 trains the 1.1B at 2 GPUs and at all GPUs (issue 8: bench/gpu/scaling.py). For a check that fits a few
 # minutes: ZT_UNIT_TESTS picks the C++ unit test binaries, ZT_PARITY_MODELS=0 skips the built-in models' grid,
 # ZT_MICRO_LIST the micro-benchmark parts (opt layers comm cpu cpu_world host_peer). ZT_DS_8B=1 adds DeepSpeed stage 3 to the 8B.
-# ZT_OFFLOAD=1 trains the 1.1B at stage 2 with the optimizer offloaded to the CPU, zerotrain and DeepSpeed.
+# ZT_OFFLOAD=1 trains the 1.1B with the optimizer offloaded to the CPU, zerotrain and DeepSpeed, at ZT_OFFLOAD_STAGES (2).
 # ZT_COUNT_OPS=N: micro cpu also prints each run's N most called ATen operators and their host time (OPS lines).
 # ZT_MEMTRACE=1: allocated/peak GiB at every block of one step, zerotrain stage 3 and FSDP2 (ZT_MEMTRACE_MODES).
 # ZT_TRACE=1 traces the 1.1B step of ZT_TRACE_MODES (default zerotrain_stage3 fsdp2) with the PyTorch profiler.
@@ -171,7 +171,7 @@ if [ "${ZT_BENCH:-1}" = 1 ]; then
 fi
 
 if [ "${ZT_OFFLOAD:-0}" = 1 ]; then
-  # Optimizer offload to the CPU at stage 2 (ZeRO-Offload), zerotrain's Python package against DeepSpeed's own
+  # Optimizer offload to the CPU (ZeRO-Offload; ZT_OFFLOAD_STAGES, default 2), zerotrain's Python package against DeepSpeed's own
   # (DeepSpeedCPUAdam, carry .dspkgs), same HF 1.1B model; ratios.py pairs the "_offload" runs.
   STEPS="${ZT_STEPS:-10}"
   SHAPE="--layers 22 --hidden 2048 --heads 32 --kv_heads 4 --ffn 5632 --vocab 32000 --seq 2048 --mb 4"
@@ -179,7 +179,7 @@ if [ "${ZT_OFFLOAD:-0}" = 1 ]; then
   # The host step's threads: the cores shared among the ranks, for both (what `zerotrain launch` sets and
   # DeepSpeed's launcher with --bind_cores_to_rank; torchrun alone would give each rank one thread).
   OMP_RANK="${OMP_NUM_THREADS:-$(( $(nproc) / NGPU ))}"
-  for mode in zerotrain_stage2 $([ -d ".dspkgs/$DS_PY" ] && echo deepspeed_stage2); do
+  for mode in $(for st in ${ZT_OFFLOAD_STAGES:-2}; do echo zerotrain_stage$st; [ -d ".dspkgs/$DS_PY" ] && echo deepspeed_stage$st; done); do
     OMP_NUM_THREADS=$OMP_RANK timeout "${ZT_OFFLOAD_TIMEOUT:-240}" $PY -m torch.distributed.run --standalone --nproc_per_node "$NGPU" bench/peers/train_anchor.py --mode $mode $SHAPE \
       --zero_extra "$OFFLOAD" --tag offload --steps "$STEPS" >"$OUT/offload_$mode.log" 2>&1
     note "$(grep RESULT "$OUT/offload_$mode.log" || echo "offload $mode: failed: $(tail -3 "$OUT/offload_$mode.log")")"
