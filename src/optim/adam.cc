@@ -45,15 +45,26 @@ class AdamShardOptimizer final : public ShardOptimizer {
     step_runs(param, grad, args, effective_beta1(args, beta1_), grad_multiplier, copies);
   }
 
+  bool steps_in_pieces() const override { return true; }
+
+  void step_piece(at::Tensor& param, const at::Tensor& grad, const StepArgs& args, double grad_multiplier,
+                  int64_t begin, int64_t end, const at::Tensor& copy) override {
+    check_step_inputs(adam_w_mode_ ? "AdamW" : "Adam", param, grad, numel_, device_, args);
+    TORCH_CHECK(0 <= begin && begin <= end && end <= numel_, "Adam.step_piece: [", begin, ", ", end,
+                ") is not a range of the shard [0, ", numel_, ")");
+    TORCH_CHECK(!copy.defined() || (copy.numel() == end - begin && copy.is_contiguous() && copy.device() == device_),
+                "Adam.step_piece: the copy must be ", end - begin, " contiguous elements on ", device_);
+    run(param, grad, kernel_args(args, effective_beta1(args, beta1_), grad_multiplier), begin, end,
+        copy.defined() ? ParamCopy{copy.data_ptr(), copy_dtype(copy)} : ParamCopy{});
+  }
+
   std::vector<std::pair<std::string, at::Tensor>> state() override {
     return {{"exp_avg", exp_avg_}, {"exp_avg_sq", exp_avg_sq_}};
   }
 
  private:
-  // One kernel per run of the shard: the copy ranges (sorted, disjoint) and the gaps between them.
-  void step_runs(at::Tensor& param, const at::Tensor& grad, const StepArgs& args, double beta1,
-                 double grad_multiplier, const std::vector<ParamCopyRange>& copies) {
-    AdamKernelArgs kernel_args{
+  AdamKernelArgs kernel_args(const StepArgs& args, double beta1, double grad_multiplier) const {
+    AdamKernelArgs a{
         .lr = static_cast<float>(args.lr),
         .beta1 = static_cast<float>(beta1),
         .one_minus_beta1 = static_cast<float>(1 - beta1),
@@ -68,28 +79,46 @@ class AdamShardOptimizer final : public ShardOptimizer {
     };
     if (bias_correction_) {
       // 1 - beta^t from the fp32 betas, in double (DeepSpeed computes them on the host too)
-      kernel_args.bias_correction1 = static_cast<float>(1 - std::pow(beta1, static_cast<double>(args.step)));
-      kernel_args.bias_correction2 = static_cast<float>(1 - std::pow(double{beta2_}, static_cast<double>(args.step)));
+      a.bias_correction1 = static_cast<float>(1 - std::pow(beta1, static_cast<double>(args.step)));
+      a.bias_correction2 = static_cast<float>(1 - std::pow(double{beta2_}, static_cast<double>(args.step)));
     }
+    return a;
+  }
+
+  static CopyDtype copy_dtype(const at::Tensor& dest) {
+    switch (dest.scalar_type()) {
+      case at::kFloat: return CopyDtype::kFloat;
+      case at::kBFloat16: return CopyDtype::kBFloat16;
+      case at::kHalf: return CopyDtype::kHalf;
+      default: TORCH_CHECK(false, "Adam.step_and_copy: copy dtype ", dest.scalar_type(), "; allowed: fp32, bf16, fp16");
+    }
+  }
+
+  // One kernel on [begin, end) of the shard: ours on CUDA, its CPU twin on the host.
+  void run(at::Tensor& param, const at::Tensor& grad, const AdamKernelArgs& a, int64_t begin, int64_t end,
+           ParamCopy copy) {
+    if (end == begin) return;
+    if (!device_.is_cuda()) {
+      adam_step_host(f32(param) + begin, grad.const_data_ptr<float>() + begin, f32(exp_avg_) + begin,
+                     f32(exp_avg_sq_) + begin, end - begin, a, copy);
+      return;
+    }
+#ifdef ZEROTRAIN_WITH_CUDA
+    const c10::cuda::CUDAGuard guard(device_);
+    adam_step_cuda(f32(param) + begin, grad.const_data_ptr<float>() + begin, f32(exp_avg_) + begin,
+                   f32(exp_avg_sq_) + begin, end - begin, a, c10::cuda::getCurrentCUDAStream(device_.index()), copy);
+#else
+    TORCH_CHECK(false, "Adam: the shard is on ", device_, " but zerotrain was built without CUDA");
+#endif
+  }
+
+  // One kernel per run of the shard: the copy ranges (sorted, disjoint) and the gaps between them.
+  void step_runs(at::Tensor& param, const at::Tensor& grad, const StepArgs& args, double beta1,
+                 double grad_multiplier, const std::vector<ParamCopyRange>& copies) {
+    const AdamKernelArgs a = kernel_args(args, beta1, grad_multiplier);
     std::vector<const ParamCopyRange*> order;
     for (const ParamCopyRange& c : copies) order.push_back(&c);
-    std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->offset < b->offset; });
-    auto run = [&](int64_t begin, int64_t end, ParamCopy copy) {
-      if (end == begin) return;
-      if (!device_.is_cuda()) {
-        adam_step_host(f32(param) + begin, grad.const_data_ptr<float>() + begin, f32(exp_avg_) + begin,
-                       f32(exp_avg_sq_) + begin, end - begin, kernel_args, copy);
-        return;
-      }
-#ifdef ZEROTRAIN_WITH_CUDA
-      const c10::cuda::CUDAGuard guard(device_);
-      adam_step_cuda(f32(param) + begin, grad.const_data_ptr<float>() + begin, f32(exp_avg_) + begin,
-                     f32(exp_avg_sq_) + begin, end - begin, kernel_args, c10::cuda::getCurrentCUDAStream(device_.index()),
-                     copy);
-#else
-      TORCH_CHECK(false, "Adam: the shard is on ", device_, " but zerotrain was built without CUDA");
-#endif
-    };
+    std::sort(order.begin(), order.end(), [](auto* x, auto* y) { return x->offset < y->offset; });
     int64_t done = 0;
     for (const ParamCopyRange* c : order) {
       const at::Tensor& dest = c->dest;
@@ -97,18 +126,11 @@ class AdamShardOptimizer final : public ShardOptimizer {
                       dest.device() == device_,
                   "Adam.step_and_copy: copy range [", c->offset, ", ", c->offset + dest.numel(),
                   ") must lie in the shard [0, ", numel_, "), not overlap another, and be contiguous on ", device_);
-      CopyDtype dtype = CopyDtype::kNone;
-      switch (dest.scalar_type()) {
-        case at::kFloat: dtype = CopyDtype::kFloat; break;
-        case at::kBFloat16: dtype = CopyDtype::kBFloat16; break;
-        case at::kHalf: dtype = CopyDtype::kHalf; break;
-        default: TORCH_CHECK(false, "Adam.step_and_copy: copy dtype ", dest.scalar_type(), "; allowed: fp32, bf16, fp16");
-      }
-      run(done, c->offset, {});
-      run(c->offset, c->offset + dest.numel(), ParamCopy{dest.data_ptr(), dtype});
+      run(param, grad, a, done, c->offset, {});
+      run(param, grad, a, c->offset, c->offset + dest.numel(), ParamCopy{dest.data_ptr(), copy_dtype(dest)});
       done = c->offset + dest.numel();
     }
-    run(done, numel_, {});
+    run(param, grad, a, done, numel_, {});
   }
 
   float beta1_, beta2_;  // fp32, as DeepSpeed's kernels take them (fp32_beta)

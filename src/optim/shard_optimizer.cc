@@ -124,6 +124,11 @@ void ShardOptimizer::step_and_copy(at::Tensor& param, at::Tensor& grad, const St
   for (const ParamCopyRange& c : copies) c.dest.copy_(param.narrow(0, c.offset, c.dest.numel()));
 }
 
+void ShardOptimizer::step_piece(at::Tensor&, const at::Tensor&, const StepArgs&, double, int64_t, int64_t,
+                                const at::Tensor&) {
+  TORCH_CHECK(false, "step_piece: this optimizer steps the whole shard at once (steps_in_pieces() is false)");
+}
+
 std::unique_ptr<ShardOptimizer> make_shard_optimizer(const OptimizerConfig& cfg, const at::Tensor& param,
                                                      std::vector<ShardSegment> segments, int64_t num_params,
                                                      AllReduceSum allreduce) {

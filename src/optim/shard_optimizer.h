@@ -49,6 +49,13 @@ class ShardOptimizer {
   // kernel that does it all in one pass over memory override it (Adam on CUDA).
   virtual void step_and_copy(at::Tensor& param, at::Tensor& grad, const StepArgs& args, double grad_multiplier,
                              const std::vector<ParamCopyRange>& copies);
+  // Optimizers whose update is elementwise with a kernel that takes any range of the shard (Adam): an offloaded ZeRO
+  // step pipelines the gradient's copy to the host, the update and the parameters' copy back, piece by piece.
+  virtual bool steps_in_pieces() const { return false; }
+  // step_and_copy on [begin, end) of the shard only (`grad` read only); `copy` (undefined: none) receives the updated
+  // param[begin, end), cast. The caller covers the shard with disjoint pieces, each once per step.
+  virtual void step_piece(at::Tensor& param, const at::Tensor& grad, const StepArgs& args, double grad_multiplier,
+                          int64_t begin, int64_t end, const at::Tensor& copy);
   // Named state tensors ("exp_avg", "exp_avg_sq", "momentum_buffer", "sum", ...), each (n,) fp32, for
   // checkpoints; loading copies into them.
   virtual std::vector<std::pair<std::string, at::Tensor>> state() = 0;

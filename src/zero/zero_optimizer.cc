@@ -2,9 +2,17 @@
 
 #include "engine/host_clock.h"
 
+#include <algorithm>
 #include <cmath>
+#include <optional>
 #include <stdexcept>
 #include <string>
+
+#ifdef ZEROTRAIN_WITH_CUDA
+#include <ATen/cuda/CUDAEvent.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
 
 namespace zerotrain::detail {
 
@@ -161,6 +169,11 @@ StepResult ZeroOptimizer::step(at::Tensor& grad, double lr, std::optional<double
     if (c > 1) combined = c * scale;
   }
   ++applied_steps_;
+  if (offload_ && lr_runs_.empty() && decay_runs_.empty() && optimizer_->steps_in_pieces()) {
+    step_offloaded(grad, StepArgs{lr, applied_steps_, beta1}, 1.0 / combined);
+    gather();
+    return result;
+  }
   if (offload_) {
     HostPause transfer;  // the host waits for the copy: not host work
     grad_host_.copy_(grad);
@@ -172,17 +185,7 @@ StepResult ZeroOptimizer::step(at::Tensor& grad, double lr, std::optional<double
   for (const Run& run : lr_runs_) before.push_back(master_.narrow(0, run.offset, run.numel).clone());
   correct_weight_decay(g, lr, 1.0 / combined);
   const StepArgs args{lr, applied_steps_, beta1};
-  if (offload_ && lr_runs_.empty()) {
-    // One pass on the host where the optimizer has a fused CPU kernel (Adam): unscale/clip, update, and the
-    // training-dtype shard the device receives, written as it goes; then the copies to the device, the all-gather.
-    std::vector<ParamCopyRange> copies;
-    if (param_host_.defined()) copies.push_back({0, param_host_});
-    optimizer_->step_and_copy(master_, g, args, 1.0 / combined, copies);
-    upload(param_host_.defined() ? param_host_ : master_);
-    gather();
-    return result;
-  }
-  if (lr_runs_.empty()) {
+  if (lr_runs_.empty() && !offload_) {
     // One pass where the optimizer has a fused kernel: unscale/clip, update, and this rank's chunks of the training
     // parameters written from the updated master; then the chunks are all-gathered.
     optimizer_->step_and_copy(master_, grad, args, 1.0 / combined, local_copies());
@@ -199,6 +202,70 @@ StepResult ZeroOptimizer::step(at::Tensor& grad, double lr, std::optional<double
   }
   publish();
   return result;
+}
+
+namespace {
+// An offloaded step's pieces: about this many elements each (128 MB of fp32 gradient), and 4 at least where the shard
+// allows, so that the copies of one piece overlap the host's update of another.
+constexpr int64_t kOffloadPiece = int64_t{1} << 25;
+}  // namespace
+
+void ZeroOptimizer::step_offloaded(const at::Tensor& grad, const StepArgs& args, double grad_multiplier) {
+  const int64_t n = master_.numel();
+  const int64_t count = std::max(std::min<int64_t>(4, n / 64), (n + kOffloadPiece - 1) / kOffloadPiece);
+  if (count == 0) return;
+  const int64_t piece = ((n + count - 1) / count + 63) / 64 * 64;
+  const at::Tensor& out = param_host_.defined() ? param_host_ : master_;  // what the device receives
+  const std::vector<ParamCopyRange> dests = local_copies();
+  const bool async = grad.is_cuda() && grad_host_.is_pinned();
+#ifdef ZEROTRAIN_WITH_CUDA
+  // The gradient's pieces come over on a side stream (after everything backward queued on the current one) while the
+  // host updates the pieces before them; the updated pieces go back on the current stream, ahead of the all-gather
+  // (stages 1-2) or the units' next gathers (stage 3), while the host updates the pieces after them.
+  std::optional<c10::cuda::CUDAStream> side;
+  std::vector<at::cuda::CUDAEvent> fetched(async ? count : 0);
+  if (async) {
+    side = c10::cuda::getStreamFromPool(/*isHighPriority=*/false, grad.device().index());
+    at::cuda::CUDAEvent backward_done;
+    backward_done.record(c10::cuda::getCurrentCUDAStream(grad.device().index()));
+    backward_done.block(*side);
+  }
+#endif
+  auto fetch = [&](int64_t k) {
+    const int64_t b = k * piece, e = std::min(n, b + piece);
+    if (b >= e) return;
+#ifdef ZEROTRAIN_WITH_CUDA
+    if (async) {
+      const c10::cuda::CUDAStreamGuard on_side(*side);
+      grad_host_.narrow(0, b, e - b).copy_(grad.narrow(0, b, e - b), /*non_blocking=*/true);
+      fetched[k].record(*side);
+      return;
+    }
+#endif
+    HostPause transfer;  // the host waits for the copy: not host work
+    grad_host_.narrow(0, b, e - b).copy_(grad.narrow(0, b, e - b));
+  };
+  fetch(0);
+  for (int64_t k = 0; k < count; ++k) {
+    const int64_t b = k * piece, e = std::min(n, b + piece);
+    if (b >= e) break;
+    if (k + 1 < count) fetch(k + 1);
+#ifdef ZEROTRAIN_WITH_CUDA
+    if (async) {
+      HostPause transfer;
+      fetched[k].synchronize();
+    }
+#endif
+    optimizer_->step_piece(master_, grad_host_, args, grad_multiplier, b, e,
+                           param_host_.defined() ? param_host_.narrow(0, b, e - b) : at::Tensor());
+    // This piece's part of each device destination: asynchronous from pinned memory (`out` is next written by the
+    // following step's update of the piece, after that step's copy of the gradient piece, which the current stream
+    // orders after these copies).
+    for (const ParamCopyRange& c : dests) {
+      const int64_t lo = std::max(b, c.offset), hi = std::min(e, c.offset + c.dest.numel());
+      if (lo < hi) c.dest.narrow(0, lo - c.offset, hi - lo).copy_(out.narrow(0, lo, hi - lo), out.is_pinned());
+    }
+  }
 }
 
 std::vector<ParamCopyRange> ZeroOptimizer::local_copies() const {

@@ -83,6 +83,10 @@ class ZeroOptimizer {
   // Offloaded: copies this rank's chunks of `host` (the updated parameters in the training dtype, or the fp32
   // master) to local_copies() on the device.
   void upload(const at::Tensor& host);
+  // Offloaded, with an optimizer that steps in pieces (Adam): the gradient's copy to the host, the update (unscale
+  // and clip folded in, the training-dtype copy written as it goes) and the copies back to local_copies(), pipelined
+  // piece by piece.
+  void step_offloaded(const at::Tensor& grad, const StepArgs& args, double grad_multiplier);
   // All-gathers every bucket's chunks into the training parameters (stages 1/2 on more than one rank).
   void gather();
 
