@@ -58,6 +58,13 @@ CLASSES = [  # first match wins; names are the kernels' short names, lowercased
 ]
 
 
+def short(name):
+    """A kernel's name without the namespaces and template arguments that make every ATen kernel look alike."""
+    for noise in ("void ", "at::native::", "(anonymous namespace)::", "zerotrain::detail::", "cutlass::"):
+        name = name.replace(noise, "")
+    return name[:70]
+
+
 def classify(name):
     low = name.lower()
     for cls, pat in CLASSES:
@@ -90,6 +97,7 @@ def main():
     ap.add_argument("--label", default="")
     ap.add_argument("--range", default="anchor_step", help="profiler range that marks one step")
     ap.add_argument("--gaps", type=int, default=6, help="longest idle gaps to print per GPU")
+    ap.add_argument("--top", type=int, default=12, help="kernels with the most time to print per GPU")
     a = ap.parse_args()
     label = f"{a.label} " if a.label else ""
     for path in a.traces:
@@ -99,6 +107,7 @@ def main():
             return 1
         rows = defaultdict(list)
         gaps = []
+        by_name = defaultdict(float)  # total over the steps
         for s0, e0 in steps:
             inside = [(max(s, s0), min(e, e0), n) for s, e, n in items if s < e0 and e > s0]
             comp = merge([(s, e) for s, e, n in inside if classify(n) != "nccl"])
@@ -115,6 +124,7 @@ def main():
             by_class = defaultdict(float)
             for s, e, n in inside:
                 by_class[classify(n)] += e - s
+                by_name[n] += e - s
             for cls, t in by_class.items():
                 rows["class_" + cls].append(t / 1e3)
             # idle gaps between consecutive busy intervals (not the step's edges: the loop's own sync and data)
@@ -122,7 +132,7 @@ def main():
                 if s2 - e1 > 20:
                     before = max((w for w in inside if w[1] <= e1 + 0.01), key=lambda w: w[1], default=(0, 0, "?"))
                     after = min((w for w in inside if w[0] >= s2 - 0.01), key=lambda w: w[0], default=(0, 0, "?"))
-                    gaps.append((s2 - e1, before[2][:40], after[2][:40]))
+                    gaps.append((s2 - e1, short(before[2])[:40], short(after[2])[:40]))
         med = {k: statistics.median(v) for k, v in rows.items()}
         n = len(steps)
         step = med["step_ms"]
@@ -134,6 +144,9 @@ def main():
               f"idle {med['idle_ms']:.2f} ({med['idle_ms'] / step:.1%})")
         classes = sorted(((k[6:], v) for k, v in med.items() if k.startswith("class_")), key=lambda kv: -kv[1])
         print(f"TRACE {label}gpu {gpu} kernel time by class (ms): " + ", ".join(f"{k} {v:.2f}" for k, v in classes))
+        top = sorted(by_name.items(), key=lambda kv: -kv[1])[:a.top]
+        print(f"TRACE {label}gpu {gpu} top kernels (ms per step, class): " + "; ".join(
+            f"{short(k)} {v / 1e3 / n:.2f} ({classify(k)})" for k, v in top))
         gaps.sort(reverse=True)
         if gaps:
             total = sum(g[0] for g in gaps) / 1e3 / n
