@@ -50,7 +50,7 @@ CLASSES = [  # first match wins; names are the kernels' short names, lowercased
     ("nccl", re.compile(r"nccl")),
     ("attention", re.compile(r"flash|fmha|attention|attn|sdpa|cudnn")),
     ("gemm", re.compile(r"gemm|cutlass|xmma|nvjet|cublas|matmul|sm90_|sm80_")),
-    ("optimizer", re.compile(r"adam|lamb|multi_tensor|foreach|fused_.*opt|zt_opt")),
+    ("optimizer", re.compile(r"adam|lamb(?!da)|lion|adagrad|sgd_kernel|multi_tensor|foreach")),
     ("norm", re.compile(r"norm")),
     ("reduce", re.compile(r"reduce")),
     ("copy", re.compile(r"copy|memcpy|memset|cat|index|gather|scatter")),
