@@ -4,10 +4,10 @@
 
 Optimizer offload to the CPU works at ZeRO stages 1, 2 and 3 ("offload_optimizer": {"device": "cpu"};
 examples/configs/zero2_offload_config.json, zero3_offload_config.json): each step copies the reduced gradient shard to
-the host, runs the optimizer there and copies the updated parameters (stage 3: the parameter shard) back. Parameter
-offload and NVMe (ZeRO-Infinity, examples/configs/zero_offload_config.json) are not implemented yet: with such a
-config initialize() raises zerotrain.ConfigError naming the setting, and this script reports it and exits with
-status 2.
+the host, runs the optimizer there and copies the updated parameters (stage 3: the parameter shard) back. At stage 3
+the parameters can live on the host too ("offload_param": {"device": "cpu"}, with the optimizer offloaded:
+examples/configs/zero_offload_config.json, ZeRO-Infinity on the CPU). NVMe is not implemented yet: with such a config
+initialize() raises zerotrain.ConfigError naming the setting, and this script reports it and exits with status 2.
 """
 import argparse
 import sys

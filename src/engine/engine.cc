@@ -233,7 +233,9 @@ Engine::Engine(std::shared_ptr<torch::nn::Module> model, torch::nn::AnyModule fo
         *m.layout, m.params, plan.persistent, m.comm,
         detail::UnitSettings{z.prefetch_bucket_size, z.max_live_parameters, z.max_reuse_distance,
                              // offloaded optimizer: the device keeps the shard in the training dtype only
-                             z.offload_optimizer.device == OffloadDevice::kCpu ? m.dtype : at::kFloat},
+                             z.offload_optimizer.device == OffloadDevice::kCpu ? m.dtype : at::kFloat,
+                             // parameter offload (with the optimizer's: Config::require_supported): on the host
+                             z.offload_param.device == OffloadDevice::kCpu, z.offload_param.pin_memory},
         at::TensorOptions().device(m.device).dtype(m.dtype), [&](int p, at::Tensor& value) {
           initializer->init_parameter(m.param_names[p], value);
         });

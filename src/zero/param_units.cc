@@ -98,7 +98,12 @@ ParamUnits::ParamUnits(const FlatLayout& layout, std::vector<at::Tensor> params,
   TORCH_INTERNAL_ASSERT(params_.size() == layout_.slots().size());
   TORCH_INTERNAL_ASSERT(persistent.size() == layout_.groups().size());
   const auto opts = options;
-  shard_ = at::empty({layout_.shard_numel()}, opts.dtype(settings_.shard_dtype));
+  shard_ = settings_.shard_on_host
+               ? at::empty({layout_.shard_numel()},
+                           at::TensorOptions(settings_.shard_dtype)
+                               .device(at::kCPU)
+                               .pinned_memory(settings_.pin_memory && opts.device().is_cuda()))
+               : at::empty({layout_.shard_numel()}, opts.dtype(settings_.shard_dtype));
   at::NoGradGuard no_grad;
   units_.resize(layout_.groups().size());
   for (size_t u = 0; u < units_.size(); ++u) {
@@ -188,7 +193,11 @@ void ParamUnits::launch_gathers(const std::vector<int>& units) {
       masters.push_back(unit.gather_in[k]);
     }
   }
-  if (ins.size() == 1) {
+  if (settings_.shard_on_host && ins.front().device() != shard_.device()) {
+    // Offloaded parameters: this rank's chunks come to the device first (asynchronously from pinned memory; the
+    // optimizer writes the shard only after a step's gradients reached the host, which orders it after these).
+    for (size_t k = 0; k < ins.size(); ++k) ins[k].copy_(masters[k], /*non_blocking=*/shard_.is_pinned());
+  } else if (ins.size() == 1) {
     ins[0].copy_(masters[0]);
   } else if (!ins.empty()) {
     at::_foreach_copy_(ins, masters);
@@ -500,7 +509,7 @@ void ParamUnits::broadcast_from(int root) {
     comm_->broadcast(unit.writer, root);
     for (size_t k = 0; k < unit.gather_in.size(); ++k) {
       at::Tensor& master = unit.gather_in[k];
-      const at::Tensor& value = unit.gather_own[k];
+      const at::Tensor value = unit.gather_own[k].to(master.device());  // offloaded parameters: compared on the host
       // Only parameters that changed take their 16-bit value: the others keep their fp32 precision.
       master.copy_(at::where(value != master.to(value.scalar_type()), value.to(at::kFloat), master));
     }

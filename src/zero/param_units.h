@@ -9,7 +9,8 @@
 // state is 16 bytes per parameter over N ranks with Adam: master 4, moments 8, gradient 4, the gradient only from
 // a step's first reduction to its optimizer step: GradReducer::zero). With the optimizer offloaded to the CPU the
 // master and moments live on the host and shard() is a training-dtype copy (2 + 4 bytes per parameter over N ranks
-// on the device, the gradient included). Gathering casts this
+// on the device, the gradient included); with the parameters offloaded too, that copy lives on the host (the device
+// keeps 4 bytes per parameter over N ranks, the gradient, and the gathered units). Gathering casts this
 // rank's chunks to the training dtype and all-gathers each bucket, written through an alias of the buffer with its
 // own version counter, so refilling a parameter that autograd saved does not count as modifying it.
 //
@@ -50,6 +51,10 @@ struct UnitSettings {
   // dtype of shard(): fp32 (the optimizer's master shard itself), or the training dtype when the optimizer is
   // offloaded (its fp32 master lives on the host; shard() is then the device copy that gathers read)
   at::ScalarType shard_dtype = at::kFloat;
+  // Parameter offload (`offload_param.device: "cpu"`, with the optimizer offloaded): shard() lives in host memory
+  // (pinned when the training device is a GPU) and each gather copies this rank's chunks to the device first.
+  bool shard_on_host = false;
+  bool pin_memory = true;
 };
 
 using SegmentFunction = std::function<at::Tensor(const at::Tensor& input)>;

@@ -43,19 +43,27 @@ ZeroOptimizer::ZeroOptimizer(const FlatLayout& layout, at::Tensor params, std::s
     }
     offload_ = true;
   }
-  if (placement_ == ParamPlacement::kShardOnly && !offload_) {
+  // Stage 3 whose units' shard is in host memory (parameter offload, or a CPU run): the host step writes it directly.
+  const bool shard_on_host = placement_ == ParamPlacement::kShardOnly && offload_ && param_flat_.is_cpu();
+  if (placement_ == ParamPlacement::kShardOnly &&
+      (!offload_ || (shard_on_host && param_flat_.scalar_type() == at::kFloat))) {
     TORCH_INTERNAL_ASSERT(param_flat_.numel() == layout_.shard_numel() && param_flat_.scalar_type() == at::kFloat);
     master_ = param_flat_;  // stage 3 keeps no second copy: its units gather from the master shard
+    if (offload_) {  // the fp32 shard on the host (parameter offload): the gradient comes to it
+      grad_host_ = at::empty({layout_.shard_numel()}, master_.options().pinned_memory(master_.is_pinned()));
+    }
   } else {
     // Stages 1-2; and stage 3 offloaded, whose param_flat_ is the units' training-dtype shard (shard_numel,).
     TORCH_INTERNAL_ASSERT(placement_ != ParamPlacement::kShardOnly || param_flat_.numel() == layout_.shard_numel());
-    const auto host = at::TensorOptions(at::kFloat).device(at::kCPU).pinned_memory(offload.pin_memory &&
-                                                                                   param_flat_.is_cuda());
+    // Pinned where the parameters train on a GPU (their shard on the device, or pinned on the host when offloaded).
+    const auto host = at::TensorOptions(at::kFloat).device(at::kCPU).pinned_memory(
+        offload.pin_memory && (param_flat_.is_cuda() || param_flat_.is_pinned()));
     master_ = at::empty({layout_.shard_numel()}, offload_ ? host : param_flat_.options().dtype(at::kFloat));
     if (offload_) {
       grad_host_ = at::empty({layout_.shard_numel()}, host);
       if (param_flat_.scalar_type() != at::kFloat) {
-        param_host_ = at::empty({layout_.shard_numel()}, host.dtype(param_flat_.scalar_type()));
+        param_host_ = shard_on_host ? param_flat_
+                                    : at::empty({layout_.shard_numel()}, host.dtype(param_flat_.scalar_type()));
       }
     }
     load_master();
@@ -263,7 +271,10 @@ void ZeroOptimizer::step_offloaded(const at::Tensor& grad, const StepArgs& args,
     // orders after these copies).
     for (const ParamCopyRange& c : dests) {
       const int64_t lo = std::max(b, c.offset), hi = std::min(e, c.offset + c.dest.numel());
-      if (lo < hi) c.dest.narrow(0, lo - c.offset, hi - lo).copy_(out.narrow(0, lo, hi - lo), out.is_pinned());
+      if (lo >= hi) continue;
+      at::Tensor dest = c.dest.narrow(0, lo - c.offset, hi - lo);
+      const at::Tensor src = out.narrow(0, lo, hi - lo);
+      if (src.data_ptr() != dest.data_ptr()) dest.copy_(src, out.is_pinned());  // the same memory: the host shard
     }
   }
 }
@@ -298,7 +309,10 @@ void ZeroOptimizer::upload(const at::Tensor& host) {
   // next written by the following step's optimizer pass, after that step's synchronous gradient copy on the same
   // stream (so these copies are done by then).
   const bool async = host.is_pinned();
-  for (const ParamCopyRange& c : local_copies()) c.dest.copy_(host.narrow(0, c.offset, c.dest.numel()), async);
+  for (const ParamCopyRange& c : local_copies()) {
+    const at::Tensor src = host.narrow(0, c.offset, c.dest.numel());
+    if (src.data_ptr() != c.dest.data_ptr()) c.dest.copy_(src, async);  // the same memory: stage 3's host shard
+  }
 }
 
 void ZeroOptimizer::gather() {

@@ -22,12 +22,17 @@ def test_report_shows_values_origins_and_batch(run, examples):
     assert lines["zero_optimization.stage3_prefetch_bucket_size"].split()[1:3] == ["50000000", "default"]
 
 
-def test_unsupported_features_are_listed(run, examples):
+def test_unsupported_features_are_listed(run, examples, tmp_path):
+    # advanced_zero3_config.json (stage 3, optimizer and parameters offloaded to the CPU): all implemented
     out = run("config", "check", examples / "advanced_zero3_config.json", check_rc=0).stdout
+    assert "not supported yet" not in out
+    cfg = json.loads((examples / "advanced_zero3_config.json").read_text())
+    cfg["zero_optimization"]["offload_param"] = {"device": "nvme", "nvme_path": "/local_nvme"}
+    (tmp_path / "nvme.json").write_text(json.dumps(cfg))
+    out = run("config", "check", tmp_path / "nvme.json", check_rc=0).stdout
     assert "not supported yet" in out
+    assert "parameter offload to NVMe" in out
     assert "ZeRO stage 3" not in out  # implemented
-    assert "optimizer offload" not in out  # implemented: to the CPU at stages 1-3
-    assert "parameter offload" in out
 
 
 def test_json_output_is_the_effective_config(run, examples):

@@ -5,8 +5,10 @@
 #include <gtest/gtest.h>
 #include <torch/nn/modules/linear.h>
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "zerotrain/config.h"
@@ -31,11 +33,13 @@ struct MlpImpl : torch::nn::Module {
 };
 TORCH_MODULE(Mlp);
 
-std::string config(int stage, const std::string& precision, bool offload, const std::string& optimizer = "AdamW") {
+std::string config(int stage, const std::string& precision, bool offload, const std::string& optimizer = "AdamW",
+                   bool offload_param = false) {
   std::string c = R"({"train_micro_batch_size_per_gpu": 4, "gradient_clipping": 1.0, "optimizer": {"type": ")" +
                   optimizer + R"(", "params": {"lr": 0.01, "weight_decay": 0.01}}, "zero_optimization": {"stage": )" +
                   std::to_string(stage) + R"(, "reduce_bucket_size": 200)";
   if (offload) c += R"(, "offload_optimizer": {"device": "cpu", "pin_memory": true})";
+  if (offload_param) c += R"(, "offload_param": {"device": "cpu", "pin_memory": true})";
   c += "}";
   if (precision == "bf16") c += R"(, "bf16": {"enabled": true})";
   if (precision == "fp16") c += R"(, "fp16": {"enabled": true, "initial_scale_power": 8})";
@@ -56,10 +60,10 @@ struct Trained {
 
 // `steps` steps from the same initial model and data; with `save_at`, saves a checkpoint there into `dir`.
 Trained train(int stage, const std::string& precision, bool offload, c10::Device device, int steps,
-          const std::string& dir = "", int save_at = -1, bool resume = false) {
+          const std::string& dir = "", int save_at = -1, bool resume = false, bool offload_param = false) {
   torch::manual_seed(0);
   Mlp model;
-  Engine engine = initialize(model.ptr(), config(stage, precision, offload), options(device));
+  Engine engine = initialize(model.ptr(), config(stage, precision, offload, "AdamW", offload_param), options(device));
   auto gen = at::make_generator<at::CPUGeneratorImpl>(7);
   Trained run;
   int first = 0;
@@ -92,6 +96,13 @@ TEST(Offload, TrainsExactlyAsWithoutOnTheCpu) {
       for (size_t i = 0; i < plain.params.size(); ++i) {
         EXPECT_TRUE(at::equal(plain.params[i], offloaded.params[i])) << what << ", parameter " << i;
       }
+      if (stage != 3) continue;
+      // ZeRO-Infinity on the CPU: the parameters' shard offloaded too
+      const Trained both = train(stage, precision, true, c10::kCPU, 6, "", -1, false, /*offload_param=*/true);
+      for (size_t i = 0; i < plain.losses.size(); ++i) EXPECT_EQ(plain.losses[i], both.losses[i]) << what << " +param";
+      for (size_t i = 0; i < plain.params.size(); ++i) {
+        EXPECT_TRUE(at::equal(plain.params[i], both.params[i])) << what << " +param, parameter " << i;
+      }
     }
   }
 }
@@ -109,6 +120,12 @@ TEST(Offload, TrainsAsWithoutOnAGpu) {
       EXPECT_LT((plain.params[i] - offloaded.params[i]).abs().max().item<double>(), 2e-2)
           << "stage " << stage << ", parameter " << i;
     }
+    if (stage != 3) continue;
+    const Trained both = train(stage, "bf16", true, c10::Device(c10::kCUDA, 0), 6, "", -1, false, /*offload_param=*/true);
+    for (size_t i = 0; i < plain.params.size(); ++i) {
+      // the same host step as `offloaded`; the shard reaches the units from pinned memory instead of the device
+      EXPECT_TRUE(at::equal(offloaded.params[i], both.params[i])) << "stage 3 +param, parameter " << i;
+    }
   }
 }
 
@@ -118,7 +135,9 @@ TEST(Offload, TrainsAsWithoutOnAGpu) {
 TEST(Offload, MovesTheOptimizerStateOffTheGpu) {
   if (!at::hasCUDA()) GTEST_SKIP() << "no GPU";
   const c10::Device gpu(c10::kCUDA, 0);
-  for (const auto& [stage, saved_per_param] : {std::pair{2, 11}, std::pair{3, 9}}) {
+  // {stage, parameters offloaded too, bytes per parameter saved at least}
+  for (const auto& [stage, offload_param, saved_per_param] :
+       {std::tuple{2, false, 11}, std::tuple{3, false, 9}, std::tuple{3, true, 11}}) {
     int64_t allocated[2] = {0, 0};
     int64_t numel = 0;
     for (bool offload : {false, true}) {
@@ -128,7 +147,8 @@ TEST(Offload, MovesTheOptimizerStateOffTheGpu) {
       c10::cuda::CUDACachingAllocator::emptyCache();
       const int64_t before = c10::cuda::CUDACachingAllocator::getDeviceStats(0).allocated_bytes[0].current;
       {
-        Engine engine = initialize(model, config(stage, "bf16", offload), options(gpu));
+        Engine engine =
+            initialize(model, config(stage, "bf16", offload, "AdamW", offload && offload_param), options(gpu));
         const at::Tensor x = at::randn({4, 512}, at::TensorOptions(gpu).dtype(at::kBFloat16));
         at::Tensor loss = engine.forward(x).to(at::kFloat).pow(2).mean();
         engine.backward(loss);
@@ -137,17 +157,20 @@ TEST(Offload, MovesTheOptimizerStateOffTheGpu) {
       }
     }
     EXPECT_GE(allocated[0] - allocated[1], saved_per_param * numel)
-        << "stage " << stage << ": " << allocated[0] << " bytes without offload, " << allocated[1] << " with, "
+        << "stage " << stage << (offload_param ? " +param" : "") << ": " << allocated[0] << " bytes without offload, "
+        << allocated[1] << " with, "
         << numel << " parameters";
   }
 }
 #endif
 
 TEST(Offload, CheckpointResumesExactly) {
-  for (int stage : {2, 3}) {
-    const std::string dir = testing::TempDir() + "/zt_offload_ckpt" + std::to_string(stage);
-    const Trained full = train(stage, "bf16", true, c10::kCPU, 6, dir, 3);
-    const Trained resumed = train(stage, "bf16", true, c10::kCPU, 6, dir, 3, /*resume=*/true);
+  for (int stage : {2, 3, 4}) {  // 4: stage 3 with the parameters offloaded too
+    const bool param = stage == 4;
+    stage = std::min(stage, 3);
+    const std::string dir = testing::TempDir() + "/zt_offload_ckpt" + std::to_string(stage) + (param ? "p" : "");
+    const Trained full = train(stage, "bf16", true, c10::kCPU, 6, dir, 3, false, param);
+    const Trained resumed = train(stage, "bf16", true, c10::kCPU, 6, dir, 3, /*resume=*/true, param);
     ASSERT_EQ(resumed.losses.size(), 3u);
     for (size_t i = 0; i < 3; ++i) EXPECT_EQ(full.losses[3 + i], resumed.losses[i]) << "stage " << stage << " step " << 3 + i;
     for (size_t i = 0; i < full.params.size(); ++i) {
@@ -195,6 +218,13 @@ TEST(Offload, WhatItDoesNotCoverIsAnErrorNamingTheKey) {
   const std::string ep = error_of(partial);
   EXPECT_NE(ep.find("partial optimizer offload"), std::string::npos) << ep;
   EXPECT_NE(ep.find("zero_optimization.offload_optimizer.ratio"), std::string::npos) << ep;
+  const std::string param_only = error_of(config(3, "fp32", false, "AdamW", /*offload_param=*/true));
+  EXPECT_NE(param_only.find("parameter offload without optimizer offload to the CPU"), std::string::npos) << param_only;
+  EXPECT_NE(param_only.find("zero_optimization.offload_param.device"), std::string::npos) << param_only;
+  std::string param_nvme = config(3, "fp32", true, "AdamW", true);
+  param_nvme.replace(param_nvme.rfind(R"("device": "cpu")"), 15, R"("device": "nvme", "nvme_path": "/tmp")");
+  const std::string epn = error_of(param_nvme);
+  EXPECT_NE(epn.find("parameter offload to NVMe"), std::string::npos) << epn;
   const std::string e0 = error_of(config(0, "fp32", true));
   EXPECT_NE(e0.find("needs ZeRO stage 1, 2 or 3"), std::string::npos) << e0;
 }
