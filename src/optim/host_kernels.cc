@@ -125,7 +125,8 @@ void adam_step_host(float* param, const float* grad, float* exp_avg, float* exp_
   char* out = static_cast<char*>(copy.data);
   // 1M elements a thread at least: below that a thread's start costs more than its share of the pass.
   host_parallel(n, int64_t{1} << 20, [&](int64_t b, int64_t e) {
-    range(param + b, grad + b, exp_avg + b, exp_avg_sq + b, e - b, args, out == nullptr ? nullptr : out + b * copy_bytes);
+    range(param + b, grad + b, exp_avg + b, exp_avg_sq + b, e - b, args,
+          out == nullptr ? nullptr : out + b * copy_bytes);
   });
 }
 

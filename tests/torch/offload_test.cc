@@ -121,7 +121,8 @@ TEST(Offload, TrainsAsWithoutOnAGpu) {
           << "stage " << stage << ", parameter " << i;
     }
     if (stage != 3) continue;
-    const Trained both = train(stage, "bf16", true, c10::Device(c10::kCUDA, 0), 6, "", -1, false, /*offload_param=*/true);
+    const Trained both =
+        train(stage, "bf16", true, c10::Device(c10::kCUDA, 0), 6, "", -1, false, /*offload_param=*/true);
     for (size_t i = 0; i < plain.params.size(); ++i) {
       // the same host step as `offloaded`; the shard reaches the units from pinned memory instead of the device
       EXPECT_TRUE(at::equal(offloaded.params[i], both.params[i])) << "stage 3 +param, parameter " << i;
@@ -172,7 +173,9 @@ TEST(Offload, CheckpointResumesExactly) {
     const Trained full = train(stage, "bf16", true, c10::kCPU, 6, dir, 3, false, param);
     const Trained resumed = train(stage, "bf16", true, c10::kCPU, 6, dir, 3, /*resume=*/true, param);
     ASSERT_EQ(resumed.losses.size(), 3u);
-    for (size_t i = 0; i < 3; ++i) EXPECT_EQ(full.losses[3 + i], resumed.losses[i]) << "stage " << stage << " step " << 3 + i;
+    for (size_t i = 0; i < 3; ++i) {
+      EXPECT_EQ(full.losses[3 + i], resumed.losses[i]) << "stage " << stage << " step " << 3 + i;
+    }
     for (size_t i = 0; i < full.params.size(); ++i) {
       EXPECT_TRUE(at::equal(full.params[i], resumed.params[i])) << "stage " << stage << " parameter " << i;
     }
@@ -188,7 +191,8 @@ TEST(Offload, CheckpointsMoveBetweenOffloadAndNot) {
     const Trained plain_from_plain = train(stage, "bf16", false, c10::kCPU, 6, dir, 3, /*resume=*/true);
     const Trained offloaded_from_plain = train(stage, "bf16", true, c10::kCPU, 6, dir, 3, /*resume=*/true);
     for (size_t i = 0; i < full.params.size(); ++i) {
-      EXPECT_TRUE(at::equal(plain_from_plain.params[i], offloaded_from_plain.params[i])) << "stage " << stage << " " << i;
+      EXPECT_TRUE(at::equal(plain_from_plain.params[i], offloaded_from_plain.params[i]))
+          << "stage " << stage << " " << i;
     }
   }
 }
