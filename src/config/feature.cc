@@ -30,7 +30,8 @@ const ValueFeature kValueFeatures[] = {
     // Parameter offload to the CPU with the optimizer offloaded to the CPU is implemented (param_units.h).
     {"parameter offload to NVMe", "zero_optimization.offload_param.device",
      [](const Config::Data& d) { return d.zero.offload_param.device == OffloadDevice::kNvme && d.zero.stage == 3; }},
-    {"parameter offload without optimizer offload to the CPU", "zero_optimization.offload_param.device",
+    {"parameter offload without zero_optimization.offload_optimizer.device \"cpu\"",
+     "zero_optimization.offload_param.device",
      [](const Config::Data& d) {
        return d.zero.offload_param.device == OffloadDevice::kCpu && d.zero.stage == 3 &&
               d.zero.offload_optimizer.device != OffloadDevice::kCpu;

@@ -53,7 +53,8 @@ class AdamShardOptimizer final : public ShardOptimizer {
     TORCH_CHECK(0 <= begin && begin <= end && end <= numel_, "Adam.step_piece: [", begin, ", ", end,
                 ") is not a range of the shard [0, ", numel_, ")");
     TORCH_CHECK(!copy.defined() || (copy.numel() == end - begin && copy.is_contiguous() && copy.device() == device_),
-                "Adam.step_piece: the copy must be ", end - begin, " contiguous elements on ", device_);
+                "Adam.step_piece: the copy must be ", end - begin, " contiguous elements on ", device_, "; got ",
+                copy.numel(), " elements on ", copy.device(), copy.is_contiguous() ? "" : ", not contiguous");
     run(param, grad, kernel_args(args, effective_beta1(args, beta1_), grad_multiplier), begin, end,
         copy.defined() ? ParamCopy{copy.data_ptr(), copy_dtype(copy)} : ParamCopy{});
   }
@@ -90,7 +91,7 @@ class AdamShardOptimizer final : public ShardOptimizer {
       case at::kFloat: return CopyDtype::kFloat;
       case at::kBFloat16: return CopyDtype::kBFloat16;
       case at::kHalf: return CopyDtype::kHalf;
-      default: TORCH_CHECK(false, "Adam.step_and_copy: copy dtype ", dest.scalar_type(), "; allowed: fp32, bf16, fp16");
+      default: TORCH_CHECK(false, "Adam: parameter copy dtype ", dest.scalar_type(), "; allowed: fp32, bf16, fp16");
     }
   }
 

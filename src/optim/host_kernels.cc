@@ -8,6 +8,7 @@
 #include <cstring>
 #include <exception>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -106,7 +107,12 @@ void host_parallel(int64_t n, int64_t grain, const std::function<void(int64_t, i
       if (!error) error = std::current_exception();
     }
   };
-  for (int64_t begin = slice; begin < n; begin += slice) helpers.emplace_back(run, begin);
+  int64_t begin = slice;
+  try {
+    for (; begin < n; begin += slice) helpers.emplace_back(run, begin);
+  } catch (const std::system_error&) {
+    for (; begin < n; begin += slice) run(begin);  // no more threads to be had: the rest on this one
+  }
   run(0);
   for (auto& t : helpers) t.join();
   if (error) std::rethrow_exception(error);

@@ -193,7 +193,7 @@ void ParamUnits::launch_gathers(const std::vector<int>& units) {
       masters.push_back(unit.gather_in[k]);
     }
   }
-  if (settings_.shard_on_host && ins.front().device() != shard_.device()) {
+  if (settings_.shard_on_host && !ins.empty() && ins.front().device() != shard_.device()) {
     // Offloaded parameters: this rank's chunks come to the device first (asynchronously from pinned memory; the
     // optimizer writes the shard only after a step's gradients reached the host, which orders it after these).
     for (size_t k = 0; k < ins.size(); ++k) ins[k].copy_(masters[k], /*non_blocking=*/shard_.is_pinned());

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <exception>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -50,7 +51,8 @@ ZeroOptimizer::ZeroOptimizer(const FlatLayout& layout, at::Tensor params, std::s
     TORCH_INTERNAL_ASSERT(param_flat_.numel() == layout_.shard_numel() && param_flat_.scalar_type() == at::kFloat);
     master_ = param_flat_;  // stage 3 keeps no second copy: its units gather from the master shard
     if (offload_) {  // the fp32 shard on the host (parameter offload): the gradient comes to it
-      grad_host_ = at::empty({layout_.shard_numel()}, master_.options().pinned_memory(master_.is_pinned()));
+      grad_host_ = at::empty({layout_.shard_numel()},
+                             master_.options().pinned_memory(offload.pin_memory && master_.is_pinned()));
     }
   } else {
     // Stages 1-2; and stage 3 offloaded, whose param_flat_ is the units' training-dtype shard (shard_numel,).
@@ -238,6 +240,14 @@ void ZeroOptimizer::step_offloaded(const at::Tensor& grad, const StepArgs& args,
     backward_done.record(c10::cuda::getCurrentCUDAStream(grad.device().index()));
     backward_done.block(*side);
   }
+  // Leaving early (an error in a piece's update): the side stream's copies still read `grad`, which the caching
+  // allocator knows only on the current stream; wait for them before it can be reused.
+  struct DrainSide {
+    std::optional<c10::cuda::CUDAStream>& side;
+    ~DrainSide() {
+      if (side && std::uncaught_exceptions() > 0) side->synchronize();
+    }
+  } drain{side};
 #endif
   auto fetch = [&](int64_t k) {
     const int64_t b = k * piece, e = std::min(n, b + piece);
