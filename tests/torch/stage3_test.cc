@@ -497,6 +497,31 @@ class CountingComm final : public Comm {
   std::shared_ptr<Comm> inner_ = make_single_comm();
 };
 
+// One rank's coalesced collectives are copies: one multi-tensor copy for every pair not already in place.
+TEST(SingleComm, CoalescedCollectivesCopyWhatIsNotInPlace) {
+  auto comm = make_single_comm();
+  at::Tensor a = at::arange(6, at::kFloat), b = at::arange(4, at::kFloat) + 10, c = at::arange(8, at::kFloat) + 20;
+  at::Tensor b_out = at::zeros({4}), c_out = at::zeros({2, 4});
+  std::vector<at::Tensor> outs{a, b_out, c_out}, ins{a, b, c};
+  comm->all_gather_coalesced_async(outs, ins)->wait();
+  EXPECT_TRUE(at::equal(a, at::arange(6, at::kFloat)));
+  EXPECT_TRUE(at::equal(b_out, b));
+  EXPECT_TRUE(at::equal(c_out.view({-1}), c));
+  b_out.zero_();
+  std::vector<at::Tensor> outs1{b_out}, ins1{b};
+  comm->reduce_scatter_coalesced_async(outs1, ins1, ReduceOp::kSum)->wait();
+  EXPECT_TRUE(at::equal(b_out, b));
+  std::vector<at::Tensor> bad_outs{at::zeros({3})}, bad_ins{b};
+  try {
+    comm->reduce_scatter_coalesced_async(bad_outs, bad_ins, ReduceOp::kSum);
+    ADD_FAILURE() << "a size mismatch must throw";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("reduce_scatter_coalesced: output 0 has 3 elements, input 4"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 // 32 segments of one small layer each.
 std::vector<int64_t> first_n(int n) {
   std::vector<int64_t> v(n);
