@@ -9,6 +9,9 @@
 //                                    one GPU: the engine's host CPU time per step on a model of 2B small tensors
 //                                    (--count-ops: the TOP most called ATen operators of one step of each run)
 //   micro_bench layers               one GPU: the built-in Llama's fused RoPE and SwiGLU against their ATen forms
+//   micro_bench cpu_adam [--numel N] host (optimizer offload's step): the CPU Adam pass with its bf16 copy against
+//                                    a pass moving the same bytes with adds only, a host copy and ATen's fused AdamW,
+//                                    on at::get_num_threads() threads (OMP_NUM_THREADS)
 //
 // opt: bandwidth = the bytes the step must move / its time. The Adam step reads param, grad, exp_avg, exp_avg_sq and
 // writes param, exp_avg, exp_avg_sq (28 B/element); the ZeRO step adds the gradient norm's read (4) and the 16-bit
@@ -44,6 +47,7 @@
 #endif
 
 #include "models/layers.h"
+#include "optim/host_kernels.h"
 #include "optim/optim_kernels.h"
 #include "optim/shard_optimizer.h"
 #include "traffic_kernels.h"
@@ -502,6 +506,76 @@ int bench_layers() {
   return 0;
 }
 
+// ---- cpu_adam ----------------------------------------------------------------------------------------------------
+
+// Median seconds of fn over `trials` after one warm-up.
+double time_host(const std::function<void()>& fn, int trials = 5) {
+  fn();
+  std::vector<double> t;
+  for (int i = 0; i < trials; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+// The host's floor for Adam with its 16-bit copy: the same 16 bytes read and 14 written per element, adds only, the
+// same slices and threads (zerotrain::detail::host_parallel).
+void adam_traffic_host(float* p, const float* g, float* m, float* v, uint16_t* c, int64_t n) {
+  zerotrain::detail::host_parallel(n, int64_t{1} << 20, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const float pi = p[i] + g[i], mi = m[i] + v[i], vi = v[i] + g[i];
+      p[i] = pi;
+      m[i] = mi;
+      v[i] = vi;
+      uint32_t bits;
+      std::memcpy(&bits, &pi, sizeof bits);
+      c[i] = static_cast<uint16_t>(bits >> 16);
+    }
+  });
+}
+
+int bench_cpu_adam(int64_t n) {
+  const int threads = at::get_num_threads();
+  at::manual_seed(0);
+  at::Tensor p = at::randn({n}), g = at::randn({n}) * 1e-2, m = at::zeros({n}), v = at::zeros({n});
+  at::Tensor copy = at::empty({n}, at::kBFloat16);
+  auto report = [&](const char* what, double bytes_per_element, double seconds, double floor_seconds) {
+    const double gbps = bytes_per_element * static_cast<double>(n) / seconds / 1e9;
+    fmt::print("RESULT {{\"bench\": \"cpu_adam\", \"run\": \"{}\", \"threads\": {}, \"numel\": {}, \"ms\": {:.2f}, "
+               "\"GBps\": {:.1f}, \"of_floor\": {:.3f}}}\n",
+               what, threads, n, seconds * 1e3, gbps, floor_seconds > 0 ? floor_seconds / seconds : 1.0);
+  };
+  // A host copy of 4 bytes an element (read + write), ATen's own parallel copy.
+  const at::Tensor src = at::randn({n}), dst = at::empty({n});
+  const double copy_s = time_host([&] { dst.copy_(src); });
+  const double copy_gbps = 8.0 * static_cast<double>(n) / copy_s / 1e9;
+  fmt::print("RESULT {{\"bench\": \"cpu_adam\", \"run\": \"host_copy\", \"threads\": {}, \"numel\": {}, "
+             "\"ms\": {:.2f}, \"GBps\": {:.1f}}}\n", threads, n, copy_s * 1e3, copy_gbps);
+  const double floor_s = time_host([&] {
+    adam_traffic_host(p.data_ptr<float>(), g.data_ptr<float>(), m.data_ptr<float>(), v.data_ptr<float>(),
+                      reinterpret_cast<uint16_t*>(copy.data_ptr()), n);
+  });
+  report("adam_traffic_floor_bf16copy", 30, floor_s, floor_s);
+  m.zero_(), v.zero_();
+  const zerotrain::detail::AdamKernelArgs args{1e-4f, 0.9f, 0.1f, 0.999f, 0.001f, 1e-8f, 0.01f, 0.1f, 0.001f, true, 1.f};
+  const double ours_s = time_host([&] {
+    zerotrain::detail::adam_step_host(p.data_ptr<float>(), g.data_ptr<float>(), m.data_ptr<float>(),
+                                      v.data_ptr<float>(), n, args,
+                                      {copy.data_ptr(), zerotrain::detail::CopyDtype::kBFloat16});
+  });
+  report("zerotrain_adam_bf16copy", 30, ours_s, floor_s);
+  // ATen's fused AdamW on the CPU (no copy: 28 bytes; a cast pass would add 6 more)
+  const std::vector<at::Tensor> ps{p}, gs{g}, ms{m}, vs{v}, steps{at::ones({})};
+  const double aten_s = time_host([&] {
+    at::_fused_adamw_(ps, gs, ms, vs, {}, steps, 1e-4, 0.9, 0.999, 0.01, 1e-8, false, false);
+  });
+  report("aten_fused_adamw_nocopy", 28, aten_s, floor_s * 28.0 / 30.0);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -519,6 +593,7 @@ int main(int argc, char** argv) {
                             std::stoll(arg(argc, argv, "--persistence", "-1")), arg(argc, argv, "--stages", "0123"),
                             arg(argc, argv, "--comm", "single"));
   }
+  if (what == "cpu_adam") return bench_cpu_adam(std::stoll(arg(argc, argv, "--numel", "268435456")));
   if (!at::hasCUDA()) {
     fmt::print(stderr, "micro_bench {}: needs a CUDA device\n", what);
     return 2;
@@ -526,7 +601,7 @@ int main(int argc, char** argv) {
   if (what == "opt") return bench_opt(std::stoll(arg(argc, argv, "--numel", "1000000000")));
   if (what == "comm") return bench_comm();
   if (what == "layers") return bench_layers();
-  fmt::print(stderr, "micro_bench: first argument {}: allowed opt, comm, engine_cpu, layers\n",
+  fmt::print(stderr, "micro_bench: first argument {}: allowed opt, comm, engine_cpu, layers, cpu_adam\n",
              what.empty() ? "(none)" : what);
   return 2;
 }

@@ -14,7 +14,7 @@
 # DeepSpeed (from .dspkgs/, scripts/fetch_deepspeed.sh; carry [".deps", ".dspkgs"]), ZT_DS_STAGES picks its stages;
 # ZT_SCALE=1 trains the 1.1B at 2 GPUs and at all GPUs (issue 8: bench/gpu/scaling.py). For a check that fits a few
 # minutes: ZT_UNIT_TESTS picks the C++ unit test binaries, ZT_PARITY_MODELS=0 skips the built-in models' grid,
-# ZT_MICRO_LIST the micro-benchmark parts (opt layers comm cpu cpu_world host_peer). ZT_DS_8B=1 adds DeepSpeed stage 3 to the 8B.
+# ZT_MICRO_LIST the micro-benchmark parts (opt layers comm cpu cpu_world host_peer cpu_adam). ZT_DS_8B=1 adds DeepSpeed stage 3 to the 8B.
 # ZT_OFFLOAD=1 trains the 1.1B with the optimizer offloaded to the CPU, zerotrain and DeepSpeed, at ZT_OFFLOAD_STAGES (2).
 # ZT_COUNT_OPS=N: micro cpu also prints each run's N most called ATen operators and their host time (OPS lines).
 # ZT_MEMTRACE=1: allocated/peak GiB at every block of one step, zerotrain stage 3 and FSDP2 (ZT_MEMTRACE_MODES).
@@ -96,8 +96,8 @@ fi
 if [ "${ZT_MICRO:-1}" = 1 ]; then
   # Issue 7's micro-benchmarks: the optimizer step against a device copy, collectives against raw NCCL, the engine's
   # host CPU time per step on a model of 512 small tensors.
-  # ZT_MICRO_LIST picks parts (default all: opt layers comm cpu cpu_world host_peer).
-  MICRO="${ZT_MICRO_LIST:-opt layers comm cpu cpu_world host_peer}"
+  # ZT_MICRO_LIST picks parts (default all: opt layers comm cpu cpu_world host_peer cpu_adam).
+  MICRO="${ZT_MICRO_LIST:-opt layers comm cpu cpu_world host_peer cpu_adam}"
   for m in $MICRO; do
     case $m in
       opt|layers) build-gpu/bench/micro_bench $m >"$OUT/micro_$m.log" 2>&1 ;;
@@ -108,9 +108,11 @@ if [ "${ZT_MICRO:-1}" = 1 ]; then
                    >"$OUT/micro_cpu_world.log" 2>&1 ;;
       # FSDP2's and DDP's host CPU time on the same stress model, every GPU (bench/peers/host_anchor.py): the peers
       # of cpu_world's engine_cpu_ms.
+      # The host's Adam pass (optimizer offload) against a pass moving its bytes, with a rank's share of the cores.
+      cpu_adam) OMP_NUM_THREADS=$(( $(nproc) / NGPU )) build-gpu/bench/micro_bench cpu_adam >"$OUT/micro_cpu_adam.log" 2>&1 ;;
       host_peer) timeout 300 $PY -m torch.distributed.run --standalone --nproc_per_node "$NGPU" bench/peers/host_anchor.py \
                    >"$OUT/micro_host_peer.log" 2>&1 ;;
-      *) note "ZT_MICRO_LIST: unknown part $m (allowed: opt layers comm cpu cpu_world host_peer)" ;;
+      *) note "ZT_MICRO_LIST: unknown part $m (allowed: opt layers comm cpu cpu_world host_peer cpu_adam)" ;;
     esac
   done
   for f in $(for m in $MICRO; do echo micro_$m; done); do

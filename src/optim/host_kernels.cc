@@ -48,23 +48,45 @@ struct StoreHalf {
   void operator()(int64_t i, float p) const { out[i] = c10::Half(p); }
 };
 
-// The CUDA kernel's AdamMath, element by element, in the same order of operations.
+// The step's constants, from the kernel arguments in double (DeepSpeed's CPU Adam, csrc/includes/cpu_adam.h, computes
+// them on the host the same way): one division and one square root per element, not three and one.
+struct HostAdamConsts {
+  float gm, wd, b1, c1, b2, c2, eps;
+  float step_size;      // -lr / (1 - beta1^t)
+  float bc2_rsqrt;      // 1 / sqrt(1 - beta2^t)
+  float decay;          // -lr * weight_decay (decoupled decay, applied to the parameter first)
+};
+
+HostAdamConsts consts_of(const AdamKernelArgs& a) {
+  return {a.grad_multiplier,
+          a.weight_decay,
+          a.beta1,
+          a.one_minus_beta1,
+          a.beta2,
+          a.one_minus_beta2,
+          a.eps,
+          static_cast<float>(-static_cast<double>(a.lr) / a.bias_correction1),
+          static_cast<float>(1.0 / std::sqrt(static_cast<double>(a.bias_correction2))),
+          static_cast<float>(-static_cast<double>(a.lr) * a.weight_decay)};
+}
+
+// DeepSpeed's CPU Adam (csrc/includes/cpu_adam_impl.h) element by element: the same update as the CUDA kernel's
+// AdamMath (m_hat / (sqrt(v_hat) + eps), decay decoupled or L2), arranged as DeepSpeed arranges it on the CPU.
 template <bool kDecoupled, typename Store>
 __attribute__((always_inline)) inline void adam_loop(float* __restrict__ p, const float* __restrict__ g,
                                                      float* __restrict__ m, float* __restrict__ v, int64_t n,
-                                                     const AdamKernelArgs& a, Store store) {
-  const float gm = a.grad_multiplier, wd = a.weight_decay, b1 = a.beta1, c1 = a.one_minus_beta1, b2 = a.beta2,
-              c2 = a.one_minus_beta2, bc1 = a.bias_correction1, bc2 = a.bias_correction2, eps = a.eps, lr = a.lr;
+                                                     const HostAdamConsts& k, Store store) {
+  const float gm = k.gm, wd = k.wd, b1 = k.b1, c1 = k.c1, b2 = k.b2, c2 = k.c2, eps = k.eps, step = k.step_size,
+              rs = k.bc2_rsqrt, decay = k.decay;
   for (int64_t i = 0; i < n; ++i) {
-    const float pi = p[i];
+    float pi = p[i];
     float gi = g[i] * gm;
-    if constexpr (!kDecoupled) gi = gi + wd * pi;  // L2: the decay term enters the moments
-    const float mi = b1 * m[i] + c1 * gi;
-    const float vi = b2 * v[i] + c2 * gi * gi;
-    const float denom = std::sqrt(vi / bc2) + eps;
-    float update = (mi / bc1) / denom;
-    if constexpr (kDecoupled) update = update + wd * pi;  // decoupled: p - lr * (step + wd * p)
-    const float next = pi - lr * update;
+    if constexpr (!kDecoupled) gi = pi * wd + gi;  // L2: the decay term enters the moments
+    const float mi = m[i] * b1 + gi * c1;
+    const float vi = v[i] * b2 + gi * gi * c2;
+    const float update = mi / (std::sqrt(vi) * rs + eps);
+    if constexpr (kDecoupled) pi = pi + decay * pi;  // p * (1 - lr * wd), then the step
+    const float next = update * step + pi;
     m[i] = mi;
     v[i] = vi;
     p[i] = next;
@@ -74,13 +96,13 @@ __attribute__((always_inline)) inline void adam_loop(float* __restrict__ p, cons
 
 // One function per copy dtype, each built for several instruction sets (ZT_SIMD_CLONES).
 #define ZT_ADAM_RANGE(NAME, STORE_T, STORE_ARG)                                                              \
-  ZT_SIMD_CLONES void NAME(float* p, const float* g, float* m, float* v, int64_t n, const AdamKernelArgs& a, \
-                           void* out) {                                                                      \
+  ZT_SIMD_CLONES void NAME(float* p, const float* g, float* m, float* v, int64_t n, const HostAdamConsts& k, \
+                           bool decoupled, void* out) {                                                      \
     (void)out;                                                                                               \
-    if (a.adam_w_mode) {                                                                                     \
-      adam_loop<true>(p, g, m, v, n, a, STORE_T{STORE_ARG});                                                 \
+    if (decoupled) {                                                                                         \
+      adam_loop<true>(p, g, m, v, n, k, STORE_T{STORE_ARG});                                                 \
     } else {                                                                                                 \
-      adam_loop<false>(p, g, m, v, n, a, STORE_T{STORE_ARG});                                                \
+      adam_loop<false>(p, g, m, v, n, k, STORE_T{STORE_ARG});                                                \
     }                                                                                                        \
   }
 ZT_ADAM_RANGE(adam_range_none, NoStore, )
@@ -129,9 +151,10 @@ void adam_step_host(float* param, const float* grad, float* exp_avg, float* exp_
     case CopyDtype::kHalf: range = &adam_range_half, copy_bytes = 2; break;
   }
   char* out = static_cast<char*>(copy.data);
+  const HostAdamConsts k = consts_of(args);
   // 1M elements a thread at least: below that a thread's start costs more than its share of the pass.
   host_parallel(n, int64_t{1} << 20, [&](int64_t b, int64_t e) {
-    range(param + b, grad + b, exp_avg + b, exp_avg_sq + b, e - b, args,
+    range(param + b, grad + b, exp_avg + b, exp_avg_sq + b, e - b, k, args.adam_w_mode,
           out == nullptr ? nullptr : out + b * copy_bytes);
   });
 }

@@ -2,9 +2,10 @@
 // CPU training runs. One pass over memory per step, as the CUDA kernels (optim_kernels.h): the gradient's
 // unscale-and-clip multiplier, the update, and the updated parameters written in the training dtype for the device.
 //
-// Arithmetic: the CUDA kernel's formula (DeepSpeed FusedAdam), in fp32, with no contraction into fused multiply-adds,
-// so every x86 machine and SIMD width (the loop is built for AVX-512, AVX2 and the baseline, picked at load time)
-// gives the same bits. Threads: at::get_num_threads() (OMP_NUM_THREADS; `zerotrain launch` shares the node's cores
+// Arithmetic: the CUDA kernel's update (DeepSpeed FusedAdam's rule) arranged as DeepSpeed's CPU Adam arranges it (the
+// bias corrections folded into a step size and a reciprocal square root: one division per element), in fp32 with no
+// contraction into fused multiply-adds, so every x86 machine and SIMD width (the loop is built for AVX-512, AVX2 and the
+// baseline, picked at load time) gives the same bits. Threads: at::get_num_threads() (OMP_NUM_THREADS; `zerotrain launch` shares the node's cores
 // among its ranks), each a contiguous slice of the shard.
 #pragma once
 
