@@ -15,7 +15,8 @@
 # ZT_SCALE=1 trains the 1.1B at 2 GPUs and at all GPUs (issue 8: bench/gpu/scaling.py). For a check that fits a few
 # minutes: ZT_UNIT_TESTS picks the C++ unit test binaries, ZT_PARITY_MODELS=0 skips the built-in models' grid,
 # ZT_MICRO_LIST the micro-benchmark parts (opt layers comm cpu cpu_world host_peer cpu_adam). ZT_DS_8B=1 adds DeepSpeed stage 3 to the 8B.
-# ZT_OFFLOAD=1 trains the 1.1B with the optimizer offloaded to the CPU, zerotrain and DeepSpeed, at ZT_OFFLOAD_STAGES (2).
+# ZT_OFFLOAD=1 trains the 1.1B with the optimizer offloaded to the CPU, zerotrain and DeepSpeed, at ZT_OFFLOAD_STAGES (2);
+# ZT_OFFLOAD_PARAM=1 offloads the parameters too at stage 3.
 # ZT_COUNT_OPS=N: micro cpu also prints each run's N most called ATen operators and their host time (OPS lines).
 # ZT_MEMTRACE=1: allocated/peak GiB at every block of one step, zerotrain stage 3 and FSDP2 (ZT_MEMTRACE_MODES).
 # ZT_TRACE=1 traces the 1.1B step of ZT_TRACE_MODES (default zerotrain_stage3 fsdp2) with the PyTorch profiler.
@@ -181,10 +182,14 @@ if [ "${ZT_OFFLOAD:-0}" = 1 ]; then
   # The host step's threads: the cores shared among the ranks, for both (what `zerotrain launch` sets and
   # DeepSpeed's launcher with --bind_cores_to_rank; torchrun alone would give each rank one thread).
   OMP_RANK="${OMP_NUM_THREADS:-$(( $(nproc) / NGPU ))}"
+  # ZT_OFFLOAD_PARAM=1: stage 3 also offloads the parameters (ZeRO-Infinity on the CPU), tag "offload_param".
+  OFFLOAD_PARAM='{"offload_optimizer": {"device": "cpu", "pin_memory": true}, "offload_param": {"device": "cpu", "pin_memory": true}}'
   for mode in $(for st in ${ZT_OFFLOAD_STAGES:-2}; do echo zerotrain_stage$st; [ -d ".dspkgs/$DS_PY" ] && echo deepspeed_stage$st; done); do
+    extra="$OFFLOAD"; tag=offload
+    if [ "${ZT_OFFLOAD_PARAM:-0}" = 1 ] && [ "${mode: -1}" = 3 ]; then extra="$OFFLOAD_PARAM"; tag=offload_param; fi
     OMP_NUM_THREADS=$OMP_RANK timeout "${ZT_OFFLOAD_TIMEOUT:-240}" $PY -m torch.distributed.run --standalone --nproc_per_node "$NGPU" bench/peers/train_anchor.py --mode $mode $SHAPE \
-      --zero_extra "$OFFLOAD" --tag offload --steps "$STEPS" >"$OUT/offload_$mode.log" 2>&1
-    note "$(grep RESULT "$OUT/offload_$mode.log" || echo "offload $mode: failed: $(tail -3 "$OUT/offload_$mode.log")")"
+      --zero_extra "$extra" --tag $tag --steps "$STEPS" >"$OUT/${tag}_$mode.log" 2>&1
+    note "$(grep RESULT "$OUT/${tag}_$mode.log" || echo "$tag $mode: failed: $(tail -3 "$OUT/${tag}_$mode.log")")"
   done
 fi
 
