@@ -182,6 +182,37 @@ TEST(Offload, CheckpointResumesExactly) {
   }
 }
 
+// Parameters changed under GatheredParameters (modifier rank 0) reach the offloaded master: training goes on from them
+// exactly as without offload (stage 3, with and without the parameters offloaded too).
+TEST(Offload, GatheredParameterChangesReachTheHostMaster) {
+  auto run = [](bool offload, bool offload_param) {
+    torch::manual_seed(0);
+    Mlp model;
+    Engine engine =
+        initialize(model.ptr(), config(3, "bf16", offload, "AdamW", offload_param), options(c10::kCPU));
+    {
+      GatheredParameters full(engine, /*modifier_rank=*/0);
+      at::NoGradGuard no_grad;
+      model->fc1->weight.mul_(0.5).add_(0.25);
+    }
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(7);
+    for (int s = 0; s < 3; ++s) {
+      const at::Tensor x = at::randn({4, 16}, gen).to(at::kBFloat16), y = at::randn({4, 1}, gen).to(at::kBFloat16);
+      engine.backward(engine.forward(x, y));
+      engine.step();
+    }
+    GatheredParameters full(engine);
+    std::vector<at::Tensor> out;
+    for (const auto& p : model->parameters()) out.push_back(p.detach().to(at::kFloat).clone());
+    return out;
+  };
+  const auto plain = run(false, false), offloaded = run(true, false), both = run(true, true);
+  for (size_t i = 0; i < plain.size(); ++i) {
+    EXPECT_TRUE(at::equal(plain[i], offloaded[i])) << "parameter " << i;
+    EXPECT_TRUE(at::equal(plain[i], both[i])) << "+param, parameter " << i;
+  }
+}
+
 // A checkpoint written with the optimizer offloaded loads into a run without it, and back: the master and the state
 // are the same tensors wherever they live.
 TEST(Offload, CheckpointsMoveBetweenOffloadAndNot) {
