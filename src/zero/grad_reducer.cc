@@ -58,6 +58,23 @@ GradReducer::GradReducer(const FlatLayout& layout, std::vector<at::Tensor> param
     if (at < bucket.numel) gaps.emplace_back(at, bucket.numel - at);
     gaps_.push_back(std::move(gaps));
   }
+  // Stages 2-3: the reduction groups flush_group() will form, known up front (consecutive buckets until
+  // coalesce_numel elements; the rest at the end of backward), so a group's staging is one allocation.
+  if (settings_.stage >= 2) {
+    const int n = static_cast<int>(layout_.buckets().size());
+    group_of_.resize(n);
+    offset_in_group_.resize(n);
+    int64_t sum = 0;
+    for (int b = 0; b < n; ++b) {
+      if (sum == 0) group_numel_of_.push_back(0);
+      group_of_[b] = static_cast<int>(group_numel_of_.size()) - 1;
+      offset_in_group_[b] = sum;
+      sum += layout_.buckets()[b].numel;
+      group_numel_of_.back() = sum;
+      if (sum >= settings_.coalesce_numel) sum = 0;
+    }
+    group_staging_.resize(group_numel_of_.size());
+  }
   missing_.resize(layout_.buckets().size());
   reported_.assign(params_.size(), 0);
   late_.resize(layout_.buckets().size());
@@ -133,10 +150,15 @@ void GradReducer::on_grad_ready(int p) {
     at::Tensor& staging = staging_[slot.bucket];
     if (!staging.defined()) {
       // No zero-fill of the whole bucket (a kernel per bucket and step): only the padding is zeroed here, a
-      // parameter's range is written by its first gradient, and unused parameters are zeroed at launch.
-      staging = at::empty({bucket.numel}, grad.options().dtype(settings_.comm_dtype));
+      // parameter's range is written by its first gradient, and unused parameters are zeroed at launch. One
+      // allocation serves the bucket's whole reduction group (stage 3's small units: one per group, not per unit).
+      const int g = group_of_[slot.bucket];
+      if (!group_staging_[g].defined()) {
+        group_staging_[g] = at::empty({group_numel_of_[g]}, grad.options().dtype(settings_.comm_dtype));
+      }
+      staging = group_staging_[g].narrow(0, offset_in_group_[slot.bucket], bucket.numel);
       for (const auto& [offset, numel] : gaps_[slot.bucket]) {
-        pending_zeros_.push_back(staging.as_strided({numel}, {1}, offset));
+        pending_zeros_.push_back(staging.as_strided({numel}, {1}, staging.storage_offset() + offset));
       }
     }
     at::Tensor dest = region_of(staging, staging.storage_offset() + slot.offset - bucket.begin, grad_c);
@@ -250,7 +272,10 @@ void GradReducer::flush_group() {
     if (staging_[b].defined()) {
       for (int p : bucket.params) {
         const ParamSlot& slot = layout_.slots()[p];
-        if (!reported_[p]) pending_zeros_.push_back(in.as_strided({slot.numel}, {1}, slot.offset - bucket.begin));
+        if (!reported_[p]) {
+          // as_strided's offset counts from the storage's start: the staging is a view into its group's buffer
+          pending_zeros_.push_back(in.as_strided({slot.numel}, {1}, in.storage_offset() + slot.offset - bucket.begin));
+        }
       }
     }
     staging_[b] = at::Tensor();
@@ -263,6 +288,11 @@ void GradReducer::flush_group() {
   std::vector<int> buckets;
   buckets.swap(group_);
   group_numel_ = 0;
+  TORCH_INTERNAL_ASSERT(group_of_[buckets.front()] == group_of_[buckets.back()] &&
+                            (buckets.front() == 0 || group_of_[buckets.front() - 1] != group_of_[buckets.front()]),
+                        "gradient reduction group of buckets [", buckets.front(), ", ", buckets.back(),
+                        "] is not the one planned");
+  group_staging_[group_of_[buckets.front()]] = at::Tensor();  // the collective's inputs keep it alive until it lands
   reduce_scatter_to_shard(buckets, std::move(ins));
 }
 

@@ -92,6 +92,13 @@ class GradReducer {
   at::Tensor grad_shard_;  // (shard_numel,) fp32 (stage 0: aliases acc_; stages 1-3: undefined between steps)
   at::TensorOptions shard_options_;  // fp32 on the parameters' device
   std::vector<at::Tensor> staging_;  // stages 2-3: per bucket, (bucket.numel,) comm dtype, alive while in flight
+  // Stages 2-3: each bucket's reduction group (consecutive buckets, as flush_group() forms them), its offset there,
+  // each group's elements, and the group's staging buffer this micro-step (the buckets' staging_ are views into it):
+  // one allocation per group, made when its first gradient arrives (at most coalesce_numel elements at once; stage 2
+  // groups are single buckets), instead of one per bucket (stage 3's small units: one per unit and step).
+  std::vector<int> group_of_;
+  std::vector<int64_t> offset_in_group_, group_numel_of_;
+  std::vector<at::Tensor> group_staging_;
   // Per bucket: the ranges no parameter covers (the padding), zeroed before the bucket's collective: the
   // parameters' ranges are written by their first gradient (or zeroed at launch when none came).
   std::vector<std::vector<std::pair<int64_t, int64_t>>> gaps_;  // (offset in the bucket, numel)
