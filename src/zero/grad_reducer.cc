@@ -25,10 +25,15 @@ class ReadyHook final : public torch::autograd::FunctionPostHook {
   std::function<void()> fn_;
 };
 
-// The elements [offset, offset + numel) of `flat`'s storage (a flat buffer) as a view shaped like `like`, a
-// contiguous tensor: one as_strided call.
+// Views into a flat buffer with one as_strided call each (not narrow/reshape chains: these run once per parameter,
+// and backward on small tensors is host-bound). Offsets count from `flat`'s first element, whatever view it is.
+// The elements [offset, offset + like.numel()) shaped like `like`, a contiguous tensor:
 at::Tensor region_of(const at::Tensor& flat, int64_t offset, const at::Tensor& like) {
-  return flat.as_strided(like.sizes(), like.strides(), offset);
+  return flat.as_strided(like.sizes(), like.strides(), flat.storage_offset() + offset);
+}
+// The elements [offset, offset + numel), 1-D:
+at::Tensor range_of(const at::Tensor& flat, int64_t offset, int64_t numel) {
+  return flat.as_strided({numel}, {1}, flat.storage_offset() + offset);
 }
 
 }  // namespace
@@ -132,7 +137,7 @@ void GradReducer::on_grad_ready(int p) {
   if (settings_.stage <= 1) {
     if (reported_[p] || slot.numel >= kPackNumel) {
       land_pending();
-      region_of(acc_, acc_.storage_offset() + slot.offset, grad_c).add_(grad_c);
+      region_of(acc_, slot.offset, grad_c).add_(grad_c);
     } else {
       // Small gradients of neighbouring slots wait and are added together (see pending_grads_).
       const bool joins = pending_grads_.empty() ||
@@ -158,10 +163,10 @@ void GradReducer::on_grad_ready(int p) {
       }
       staging = group_staging_[g].narrow(0, offset_in_group_[slot.bucket], bucket.numel);
       for (const auto& [offset, numel] : gaps_[slot.bucket]) {
-        pending_zeros_.push_back(staging.as_strided({numel}, {1}, staging.storage_offset() + offset));
+        pending_zeros_.push_back(range_of(staging, offset, numel));
       }
     }
-    at::Tensor dest = region_of(staging, staging.storage_offset() + slot.offset - bucket.begin, grad_c);
+    at::Tensor dest = region_of(staging, slot.offset - bucket.begin, grad_c);
     if (reported_[p]) {
       land_pending();        // its first part may still be waiting
       dest.add_(grad_c);  // a further part of the same gradient (see the note)
@@ -187,9 +192,9 @@ void GradReducer::land_pending() {
     // They tile [span_begin_, span_end_) of the accumulation buffer: packed side by side in their own dtype (one
     // multi-tensor copy), then added with one widening kernel.
     if (pending_grads_.size() == 1) {
-      region_of(acc_, acc_.storage_offset() + span_begin_, pending_grads_.front()).add_(pending_grads_.front());
+      region_of(acc_, span_begin_, pending_grads_.front()).add_(pending_grads_.front());
     } else {
-      at::Tensor region = acc_.as_strided({span_end_ - span_begin_}, {1}, acc_.storage_offset() + span_begin_);
+      at::Tensor region = range_of(acc_, span_begin_, span_end_ - span_begin_);
       at::Tensor packed = at::empty({span_end_ - span_begin_}, pending_grads_.front().options());
       std::vector<at::Tensor> dests;
       dests.reserve(pending_grads_.size());
@@ -272,10 +277,7 @@ void GradReducer::flush_group() {
     if (staging_[b].defined()) {
       for (int p : bucket.params) {
         const ParamSlot& slot = layout_.slots()[p];
-        if (!reported_[p]) {
-          // as_strided's offset counts from the storage's start: the staging is a view into its group's buffer
-          pending_zeros_.push_back(in.as_strided({slot.numel}, {1}, in.storage_offset() + slot.offset - bucket.begin));
-        }
+        if (!reported_[p]) pending_zeros_.push_back(range_of(in, slot.offset - bucket.begin, slot.numel));
       }
     }
     staging_[b] = at::Tensor();
@@ -313,7 +315,7 @@ void GradReducer::reduce_scatter_to_shard(const std::vector<int>& buckets, std::
     const Bucket& bucket = layout_.buckets()[buckets[i]];
     if (settings_.pre_scale != 1.0) ins[i].mul_(settings_.pre_scale);
     outs.push_back(buckets.size() == 1 ? joined
-                                       : joined.as_strided({bucket.chunk}, {1}, bucket.shard_offset - first_offset));
+                                       : range_of(joined, bucket.shard_offset - first_offset, bucket.chunk));
   }
   auto work = ins.size() == 1 ? comm_->reduce_scatter_async(outs[0], ins[0], ReduceOp::kSum)
                               : comm_->reduce_scatter_coalesced_async(outs, ins, ReduceOp::kSum);

@@ -226,7 +226,7 @@ void ZeroOptimizer::step_offloaded(const at::Tensor& grad, const StepArgs& args,
   if (count == 0) return;
   const int64_t piece = ((n + count - 1) / count + 63) / 64 * 64;
   const at::Tensor& out = param_host_.defined() ? param_host_ : master_;  // what the device receives
-  const std::vector<ParamCopyRange> dests = local_copies();
+  const std::vector<ParamCopyRange> dests = local_copies();  // once for all pieces
   const bool async = grad.is_cuda() && grad_host_.is_pinned();
 #ifdef ZEROTRAIN_WITH_CUDA
   // The gradient's pieces come over on a side stream (after everything backward queued on the current one) while the
@@ -276,16 +276,7 @@ void ZeroOptimizer::step_offloaded(const at::Tensor& grad, const StepArgs& args,
 #endif
     optimizer_->step_piece(master_, grad_host_, args, grad_multiplier, b, e,
                            param_host_.defined() ? param_host_.narrow(0, b, e - b) : at::Tensor());
-    // This piece's part of each device destination: asynchronous from pinned memory (`out` is next written by the
-    // following step's update of the piece, after that step's copy of the gradient piece, which the current stream
-    // orders after these copies).
-    for (const ParamCopyRange& c : dests) {
-      const int64_t lo = std::max(b, c.offset), hi = std::min(e, c.offset + c.dest.numel());
-      if (lo >= hi) continue;
-      at::Tensor dest = c.dest.narrow(0, lo - c.offset, hi - lo);
-      const at::Tensor src = out.narrow(0, lo, hi - lo);
-      if (src.data_ptr() != dest.data_ptr()) dest.copy_(src, out.is_pinned());  // the same memory: the host shard
-    }
+    upload(out, b, e, dests);  // `out` is next written by the following step's update of this piece (see upload)
   }
 }
 
@@ -307,21 +298,25 @@ std::vector<ParamCopyRange> ZeroOptimizer::local_copies() const {
 void ZeroOptimizer::publish() {
   // Offloaded: cast on the host (2 bytes a parameter cross to the device, not 4), then one copy per bucket chunk.
   if (offload_) {
-    upload(param_host_.defined() ? param_host_.copy_(master_) : master_);
+    upload(param_host_.defined() ? param_host_.copy_(master_) : master_, 0, master_.numel(), local_copies());
   } else {
     for (const ParamCopyRange& c : local_copies()) c.dest.copy_(master_.narrow(0, c.offset, c.dest.numel()));
   }
   gather();
 }
 
-void ZeroOptimizer::upload(const at::Tensor& host) {
-  // From pinned memory the copies are asynchronous on the current stream, which the all-gather waits for; `host` is
-  // next written by the following step's optimizer pass, after that step's synchronous gradient copy on the same
-  // stream (so these copies are done by then).
+void ZeroOptimizer::upload(const at::Tensor& host, int64_t begin, int64_t end,
+                           const std::vector<ParamCopyRange>& dests) {
+  // From pinned memory the copies are asynchronous on the current stream, which the all-gather (or the units' next
+  // gathers) waits for; `host` is next written by the following step's optimizer pass, after that step's copy of the
+  // gradient, which the current stream orders after these copies.
   const bool async = host.is_pinned();
-  for (const ParamCopyRange& c : local_copies()) {
-    const at::Tensor src = host.narrow(0, c.offset, c.dest.numel());
-    if (src.data_ptr() != c.dest.data_ptr()) c.dest.copy_(src, async);  // the same memory: stage 3's host shard
+  for (const ParamCopyRange& c : dests) {
+    const int64_t lo = std::max(begin, c.offset), hi = std::min(end, c.offset + c.dest.numel());
+    if (lo >= hi) continue;
+    at::Tensor dest = c.dest.narrow(0, lo - c.offset, hi - lo);
+    const at::Tensor src = host.narrow(0, lo, hi - lo);
+    if (src.data_ptr() != dest.data_ptr()) dest.copy_(src, async);  // the same memory: stage 3's host shard
   }
 }
 

@@ -80,9 +80,9 @@ class ZeroOptimizer {
   std::vector<ParamCopyRange> local_copies() const;
   // Writes local_copies() from the master, then gather().
   void publish();
-  // Offloaded: copies this rank's chunks of `host` (the updated parameters in the training dtype, or the fp32
-  // master) to local_copies() on the device.
-  void upload(const at::Tensor& host);
+  // Offloaded: copies elements [begin, end) of `host` (the updated shard in the training dtype, or the fp32 master)
+  // into `dests` (local_copies(): this rank's chunks on the device), where they cover them.
+  void upload(const at::Tensor& host, int64_t begin, int64_t end, const std::vector<ParamCopyRange>& dests);
   // Offloaded, with an optimizer that steps in pieces (Adam): the gradient's copy to the host, the update (unscale
   // and clip folded in, the training-dtype copy written as it goes) and the copies back to local_copies(), pipelined
   // piece by piece.
