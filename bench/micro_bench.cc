@@ -7,7 +7,10 @@
 //   micro_bench engine_cpu [--blocks B --width D --tokens T --count-ops TOP --persistence N --stages 0123
 //                           --comm single|env]   (env: under `zerotrain launch --no_local_rank`, every rank)
 //                                    one GPU: the engine's host CPU time per step on a model of 2B small tensors
-//                                    (--count-ops: the TOP most called ATen operators of one step of each run)
+//                                    (--count-ops: the TOP most called ATen operators of one step of each run;
+//                                    --zero-extra '"key": value, ...': more zero_optimization keys;
+//                                    --sample US: a sampling profile of each run's host CPU, every US microseconds
+//                                    of CPU: bench/host_sampler.h)
 //   micro_bench layers               one GPU: the built-in Llama's fused RoPE and SwiGLU against their ATen forms
 //   micro_bench cpu_adam [--numel N] host (optimizer offload's step): the CPU Adam pass with its bf16 copy against
 //                                    a pass moving the same bytes with adds only, a host copy and ATen's fused AdamW,
@@ -46,6 +49,7 @@
 #include <nccl.h>
 #endif
 
+#include "host_sampler.h"
 #include "models/layers.h"
 #include "optim/host_kernels.h"
 #include "optim/optim_kernels.h"
@@ -310,16 +314,15 @@ void time_op(const at::RecordFunction& fn, at::ObserverContext* ctx) {
 
 // Runs `step` once with counting on and prints the `top` most frequent operators.
 void print_op_counts(const char* run, const std::function<void()>& step, int top) {
-  static bool installed = false;
-  if (!installed) {
-    at::addGlobalCallback(at::RecordFunctionCallback(count_op, time_op).scopes(
-        {at::RecordScope::FUNCTION, at::RecordScope::BACKWARD_FUNCTION, at::RecordScope::USER_SCOPE}));
-    installed = true;
-  }
+  // Installed for this step only: an installed callback puts every later operator on RecordFunction's slow path
+  // (~0.5-1 us each), which inflated every run measured after the first count (before session 8).
+  const at::CallbackHandle handle = at::addGlobalCallback(at::RecordFunctionCallback(count_op, time_op).scopes(
+      {at::RecordScope::FUNCTION, at::RecordScope::BACKWARD_FUNCTION, at::RecordScope::USER_SCOPE}));
   g_ops.clear();
   g_counting = true;
   step();
   g_counting = false;
+  at::removeCallback(handle);
   std::vector<std::pair<int64_t, std::string>> rows;
   std::vector<std::pair<double, std::string>> timed;
   int64_t total = 0;
@@ -374,8 +377,18 @@ StepCost measure(const std::function<void()>& step, int steps, const c10::Device
   return {median(wall), median(cpu), median(engine)};
 }
 
+// --sample: the same steps again under the host sampler (every rank runs them; rank 0 prints).
+void sample_steps(const std::string& run, const std::function<void()>& step, int steps, const c10::Device& dev,
+                  int period_us, bool report) {
+  if (period_us <= 0) return;
+  zt_bench::sampler_start(period_us);
+  measure(step, 3 * steps, dev);  // SIGPROF's resolution is the kernel's tick: many steps for enough samples
+  zt_bench::sampler_stop();
+  if (report) zt_bench::sampler_report(run.c_str(), 40);
+}
+
 int bench_engine_cpu(int64_t blocks, int64_t width, int64_t tokens, int count_ops, int64_t persistence,
-                     const std::string& stages, const std::string& comm) {
+                     const std::string& stages, const std::string& comm, int sample_us, const std::string& zero_extra) {
   if (comm != "single" && comm != "env") {
     fmt::print(stderr, "micro_bench engine_cpu: --comm {}: allowed single, env\n", comm);
     return 2;
@@ -414,6 +427,7 @@ int bench_engine_cpu(int64_t blocks, int64_t width, int64_t tokens, int count_op
     };
     base = measure(step_fn, kSteps, dev);
     if (count_ops) print_op_counts("libtorch", step_fn, count_ops);
+    sample_steps("libtorch", step_fn, kSteps, dev, sample_us, report);
     if (report) fmt::print("RESULT {{\"bench\": \"engine_cpu\", \"run\": \"libtorch\", \"tensors\": {}, \"step_ms\": {:.3f}, "
                "\"cpu_ms\": {:.3f}}}\n", ps.size(), base.wall * 1e3, base.cpu * 1e3);
   }
@@ -428,7 +442,8 @@ int bench_engine_cpu(int64_t blocks, int64_t width, int64_t tokens, int count_op
         R"({{"train_micro_batch_size_per_gpu": 1, "optimizer": {{"type": "AdamW", "params": {{"lr": 1e-4,
             "weight_decay": 0.01}}}}, "gradient_clipping": 1.0, "bf16": {{"enabled": true}},
             "zero_optimization": {{"stage": {}, "overlap_comm": true{}}}}})", stage,
-        persistence < 0 ? std::string() : fmt::format(R"(, "stage3_param_persistence_threshold": {})", persistence)),
+        (persistence < 0 ? std::string() : fmt::format(R"(, "stage3_param_persistence_threshold": {})", persistence)) +
+            (zero_extra.empty() ? std::string() : ", " + zero_extra)),
         opts);
     auto step_fn = [&] {
       engine.backward(engine.forward(x));
@@ -442,6 +457,7 @@ int bench_engine_cpu(int64_t blocks, int64_t width, int64_t tokens, int count_op
     c.engine = measure(step_fn, kSteps, dev).engine;
     zerotrain::set_engine_host_accounting(false);
     if (count_ops) print_op_counts(fmt::format("zerotrain_stage{}{}", stage, suffix).c_str(), step_fn, count_ops);
+    sample_steps(fmt::format("zerotrain_stage{}{}", stage, suffix), step_fn, kSteps, dev, sample_us, report);
     if (!report) continue;
     const double extra = c.cpu - base.cpu;
     // engine_host_ms: the engine's own thread-CPU accounting (zerotrain/profile.h); engine_cpu_ms: the process CPU
@@ -591,7 +607,8 @@ int main(int argc, char** argv) {
                             std::stoll(arg(argc, argv, "--tokens", "8192")),
                             std::stoi(arg(argc, argv, "--count-ops", "0")),
                             std::stoll(arg(argc, argv, "--persistence", "-1")), arg(argc, argv, "--stages", "0123"),
-                            arg(argc, argv, "--comm", "single"));
+                            arg(argc, argv, "--comm", "single"), std::stoi(arg(argc, argv, "--sample", "0")),
+                            arg(argc, argv, "--zero-extra", ""));
   }
   if (what == "cpu_adam") return bench_cpu_adam(std::stoll(arg(argc, argv, "--numel", "268435456")));
   if (!at::hasCUDA()) {

@@ -21,6 +21,8 @@
 # ZT_MEMTRACE=1: allocated/peak GiB at every block of one step, zerotrain stage 3 and FSDP2 (ZT_MEMTRACE_MODES).
 # ZT_TRACE=1 traces the 1.1B step of ZT_TRACE_MODES (default zerotrain_stage3 fsdp2) with the PyTorch profiler.
 # ZT_PY_WORKERS=0 skips the Python package's GPU workers (the package is still built for the other parts).
+# ZT_PEER_LIST picks the 1.1B peers (ddp zero1 fsdp2 fsdp2_noreshard), ZT_CPP_STAGES the C++ model's stages.
+# ZT_SAMPLE=US: micro cpu/cpu_world also profile each run's host CPU (bench/host_sampler.h; SAMPLE lines).
 set -uo pipefail
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -103,9 +105,11 @@ if [ "${ZT_MICRO:-1}" = 1 ]; then
     case $m in
       opt|layers) build-gpu/bench/micro_bench $m >"$OUT/micro_$m.log" 2>&1 ;;
       comm) "$ZT" launch --no_local_rank build-gpu/bench/micro_bench comm >"$OUT/micro_comm.log" 2>&1 ;;
-      cpu) build-gpu/bench/micro_bench engine_cpu ${ZT_COUNT_OPS:+--count-ops $ZT_COUNT_OPS} >"$OUT/micro_cpu.log" 2>&1 ;;
+      # ZT_SAMPLE=US: each run also under the host sampler (bench/host_sampler.h), a sample every US us of CPU.
+      cpu) build-gpu/bench/micro_bench engine_cpu ${ZT_COUNT_OPS:+--count-ops $ZT_COUNT_OPS} ${ZT_SAMPLE:+--sample $ZT_SAMPLE} \
+             >"$OUT/micro_cpu.log" 2>&1 ;;
       # The same on every GPU (nccl): stage 3's collectives per unit cost host time that a single rank does not show.
-      cpu_world) "$ZT" launch --no_local_rank build-gpu/bench/micro_bench engine_cpu --comm env --stages 23 \
+      cpu_world) "$ZT" launch --no_local_rank build-gpu/bench/micro_bench engine_cpu --comm env --stages 23 ${ZT_SAMPLE:+--sample $ZT_SAMPLE} \
                    >"$OUT/micro_cpu_world.log" 2>&1 ;;
       # FSDP2's and DDP's host CPU time on the same stress model, every GPU (bench/peers/host_anchor.py): the peers
       # of cpu_world's engine_cpu_ms.
@@ -133,14 +137,14 @@ if [ "${ZT_BENCH:-1}" = 1 ]; then
     grep PROFILE "$OUT/floor.log" | tee -a "$LOG"
   fi
   SHAPE="--layers 22 --hidden 2048 --heads 32 --kv_heads 4 --ffn 5632 --vocab 32000 --seq 2048 --mb 4"
-  PEERS="ddp zero1 fsdp2 fsdp2_noreshard"
+  PEERS="${ZT_PEER_LIST:-ddp zero1 fsdp2 fsdp2_noreshard}"
   [ "${ZT_PEERS:-1}" = 1 ] || PEERS=""
   for mode in $PEERS; do
     $PY -m torch.distributed.run --standalone --nproc_per_node "$NGPU" bench/peers/train_anchor.py --mode $mode $SHAPE \
       --steps "$STEPS" >"$OUT/peer_$mode.log" 2>&1
     note "$(grep RESULT "$OUT/peer_$mode.log" || echo "peer $mode: failed: $(tail -2 "$OUT/peer_$mode.log")")"
   done
-  for stage in $([ "${ZT_CPP:-1}" = 1 ] && echo 0 1 2 3); do
+  for stage in $([ "${ZT_CPP:-1}" = 1 ] && echo ${ZT_CPP_STAGES:-0 1 2 3}); do
     "$ZT" launch --no_local_rank build-gpu/bench/train_bench --model llama-1.1b --stage $stage --seq 2048 --mb 4 \
       --steps "$STEPS" >"$OUT/zt_stage$stage.log" 2>&1
     note "$(grep RESULT "$OUT/zt_stage$stage.log" || echo "zerotrain stage $stage: failed: $(tail -3 "$OUT/zt_stage$stage.log")")"

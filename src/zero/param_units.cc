@@ -4,7 +4,6 @@
 #include "torch/storage.h"
 
 #include <torch/csrc/autograd/autograd.h>
-#include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/functions/utils.h>
 
@@ -58,20 +57,32 @@ class RecomputeBackward final : public torch::autograd::Node {
 };
 
 // Identity in forward; its backward runs when everything upstream of the segment's input is done, i.e. the
-// segment's own backward has finished.
-struct PostBackward : public torch::autograd::Function<PostBackward> {
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, int64_t units,
-                            int64_t invocation) {
-    ctx->saved_data["units"] = units;
-    ctx->saved_data["invocation"] = invocation;
-    return x;  // an input returned as is: Function wraps it in a view whose grad_fn is this function
+// segment's own backward has finished. A plain autograd node rather than a torch::autograd::Function: a Function
+// costs a context with a string-keyed saved-data map, a view of the returned input and CppNode's checks, in forward
+// and again in backward, and stage 3 makes one per segment and step (host-bound on small units).
+class PostBackward final : public torch::autograd::Node {
+ public:
+  PostBackward(ParamUnits* units, int64_t invocation) : units_(units), invocation_(invocation) {}
+  std::string name() const override { return "zerotrain::PostBackward"; }
+  torch::autograd::variable_list apply(torch::autograd::variable_list&& grads) override {
+    units_->on_post_backward(invocation_);
+    return std::move(grads);
   }
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
-                                                 torch::autograd::variable_list grads) {
-    auto* self = reinterpret_cast<ParamUnits*>(ctx->saved_data["units"].toInt());
-    self->on_post_backward(ctx->saved_data["invocation"].toInt());
-    return {grads.at(0), at::Tensor(), at::Tensor()};
+
+  // x itself for autograd's purposes (same storage and version counter), with this node as its history: the
+  // gradient flows through unchanged into x's edge.
+  static at::Tensor wrap(const at::Tensor& x, ParamUnits* units, int64_t invocation) {
+    std::shared_ptr<PostBackward> node(new PostBackward(units, invocation), torch::autograd::deleteNode);
+    node->set_next_edges(torch::autograd::collect_next_edges(x));
+    at::Tensor out(x.unsafeGetTensorImpl()->shallow_copy_and_detach(x.unsafeGetTensorImpl()->version_counter(),
+                                                                    /*allow_tensor_metadata_change=*/true));
+    torch::autograd::set_history(out, node);
+    return out;
   }
+
+ private:
+  ParamUnits* units_;
+  int64_t invocation_;
 };
 
 }  // namespace
@@ -284,19 +295,25 @@ bool ParamUnits::will_reuse(int u, bool backward, int64_t position) const {
 
 void ParamUnits::prefetch(bool backward, int64_t position) {
   if (settings_.prefetch_bucket_size <= 0) return;
-  int64_t ahead = 0;  // gathered or in flight, not in use: what prefetch already holds
-  for (const Unit& unit : units_) {
-    if (!unit.persistent && unit.state != State::kFree && unit.uses == 0) ahead += unit.numel;
-  }
   const int64_t bucket = settings_.prefetch_bucket_size;
-  if (ahead >= bucket) return;
+  // `ahead`: elements of the units the coming segments use that are gathered or in flight already, counted along
+  // the walk (each unit once), so a unit kept gathered for a reuse further on (the forward's units, kept for
+  // backward within stage3_max_reuse_distance) counts only where it is needed, not as prefetch already done: counting
+  // every gathered unit stopped the prefetch for the rest of a forward once the kept units passed one bucket.
+  const int64_t epoch = ++walk_epoch_;
+  int64_t ahead = 0;
   int64_t live = live_numel_;
   std::vector<int> todo;
   int64_t walked = 0;  // elements of the segments ahead visited so far
   walk_ahead(backward, position, [&](int s) {
     for (int u : units_of_[s]) {
-      const Unit& unit = units_[u];
-      if (unit.state != State::kFree || std::find(todo.begin(), todo.end(), u) != todo.end()) continue;
+      Unit& unit = units_[u];
+      if (unit.walk_epoch == epoch) continue;  // seen in this walk
+      unit.walk_epoch = epoch;
+      if (unit.state != State::kFree) {
+        if (unit.uses == 0) ahead += unit.numel;  // gathered and not in use: already ahead
+        continue;
+      }
       if (ahead >= bucket || live + unit.numel > settings_.max_live_parameters) return false;
       // Small units (8 or more to a prefetch bucket) are gathered in batches: while more than half a bucket is
       // ahead and the next free unit is not needed within half a bucket, the window waits to refill, so one
@@ -308,7 +325,7 @@ void ParamUnits::prefetch(bool backward, int64_t position) {
       live += unit.numel;
     }
     walked += segment_numel_[s];
-    return true;
+    return ahead < bucket;
   });
   gather_async(todo);  // one collective for all
 }
@@ -407,7 +424,7 @@ at::Tensor ParamUnits::segment_input(const at::Tensor& x) {
   // A non-re-entrant recomputation builds a graph autograd throws away: the forward's wrappers stay in charge.
   if (open.recompute && inv.pending_inputs > 0) return x;
   ++inv.pending_inputs;
-  return PostBackward::apply(x, reinterpret_cast<int64_t>(this), open.invocation);
+  return PostBackward::wrap(x, this, open.invocation);
 }
 
 void ParamUnits::segment_output(const at::Tensor& y) {

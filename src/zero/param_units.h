@@ -154,6 +154,7 @@ class ParamUnits {
     // and this rank's chunk of the master shard (what the gather casts into `gather_own`).
     std::vector<at::Tensor> gather_out, gather_own, gather_in;
     int uses = 0;
+    int64_t walk_epoch = 0;  // prefetch's walk that last visited it
   };
   struct Invocation {
     int segment = 0;
@@ -194,6 +195,7 @@ class ParamUnits {
   std::vector<std::vector<int>> units_of_;  // per segment, without persistent units
   std::vector<int64_t> segment_numel_;      // per segment: the elements of units_of_
   int64_t live_numel_ = 0;                  // elements of the units gathered or in flight
+  int64_t walk_epoch_ = 0;                  // prefetch walks so far (marks the units each has visited)
   std::vector<Invocation> invocations_;     // segments run since the last end_backward, in order
   std::vector<Open> open_;                  // begin_segment without end_segment yet, innermost last
   std::vector<int> prev_order_;             // the previous step's segment order

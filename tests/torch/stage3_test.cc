@@ -139,6 +139,24 @@ TEST(ParamUnits, SmallUnitsArePrefetchedInBatches) {
   EXPECT_LE(batches * 3, units) << units << " units in " << batches << " collectives";
 }
 
+TEST(ParamUnits, UnitsKeptForBackwardDoNotStopTheForwardPrefetch) {
+  // DeepSpeed's default reuse distance keeps every unit of this forward gathered for its backward. Those kept units
+  // are not prefetch already done: the forward still gathers 3 or more units to a collective (before session 8 the
+  // window counted them as ahead, stopped refilling after its first bucket and gathered the rest one at a time).
+  constexpr int kMany = 32;
+  Units u(UnitSettings{8 * 64, 1'000'000'000, 1'000'000'000}, std::vector<bool>(kMany, false));
+  std::vector<int> order(kMany);
+  std::iota(order.begin(), order.end(), 0);
+  u.step(order);
+  const int64_t units0 = u.units->gathers(), batches0 = u.units->gather_batches();
+  u.step(order, false, [&](int s) {
+    if (s + 1 < kMany) EXPECT_TRUE(u.units->is_gathered(s + 1)) << "the next unit is ahead in segment " << s;
+  });
+  const int64_t units = u.units->gathers() - units0, batches = u.units->gather_batches() - batches0;
+  EXPECT_EQ(units, kMany) << "backward reuses what forward gathered";
+  EXPECT_LE(batches * 3, units) << units << " units in " << batches << " collectives";
+}
+
 TEST(ParamUnits, AChangedOrderStaysCorrectAndIsRecordedForTheNextStep) {
   Units u(UnitSettings{64, 1'000'000'000, 0});
   u.step({0, 1, 2, 3});
