@@ -161,7 +161,7 @@ void GradReducer::on_grad_ready(int p) {
       if (!group_staging_[g].defined()) {
         group_staging_[g] = at::empty({group_numel_of_[g]}, grad.options().dtype(settings_.comm_dtype));
       }
-      staging = group_staging_[g].narrow(0, offset_in_group_[slot.bucket], bucket.numel);
+      staging = range_of(group_staging_[g], offset_in_group_[slot.bucket], bucket.numel);
       for (const auto& [offset, numel] : gaps_[slot.bucket]) {
         pending_zeros_.push_back(range_of(staging, offset, numel));
       }

@@ -171,6 +171,12 @@ void ParamUnits::set_segments(std::vector<std::vector<int>> units_of_segment) {
     segment_numel_.push_back(numel);
   }
   units_of_ = std::move(units_of_segment);
+  order_uses_.assign(units_.size(), {});
+  inv_uses_.assign(units_.size(), {});
+  all_small_ = settings_.prefetch_bucket_size > 0;
+  for (const Unit& unit : units_) {
+    if (!unit.persistent && unit.numel * 8 > settings_.prefetch_bucket_size) all_small_ = false;
+  }
 }
 
 void ParamUnits::gather_async(const std::vector<int>& units) {
@@ -239,6 +245,7 @@ void ParamUnits::free(int u) {
   if (unit.state == State::kFree) return;
   wait(u);
   resize_storage(unit.full, 0);
+  unmark_prefetched(unit);
   live_numel_ -= unit.numel;
   unit.state = State::kFree;
 }
@@ -248,6 +255,7 @@ void ParamUnits::acquire(const std::vector<int>& units) {
   for (int u : units) {
     wait(u);
     ++units_[u].uses;
+    unmark_prefetched(units_[u]);
   }
 }
 
@@ -279,23 +287,34 @@ void ParamUnits::walk_ahead(bool backward, int64_t position, const Visit& visit)
 }
 
 bool ParamUnits::will_reuse(int u, bool backward, int64_t position) const {
-  bool reused = false;
-  int64_t distance = 0;
-  walk_ahead(backward, position, [&](int s) {
-    const auto& units = units_of_[s];
-    if (std::find(units.begin(), units.end(), u) != units.end()) {
-      reused = true;
-      return false;
-    }
-    distance += segment_numel_[s];
-    return distance <= settings_.max_reuse_distance;
-  });
-  return reused;
+  // Whether u is used again (in the order walk_ahead visits) with at most max_reuse_distance elements of other
+  // segments in between. From each unit's uses and prefix sums of the segments' elements (kept as the order is
+  // recorded) instead of a walk: on many small units a walk per release made the step's bookkeeping quadratic.
+  const int64_t max = settings_.max_reuse_distance;
+  if (backward) {
+    // The latest earlier invocation using u; the elements of the invocations between it and this one.
+    const std::vector<int64_t>& uses = inv_uses_[u];
+    const auto it = std::lower_bound(uses.begin(), uses.end(), position);
+    if (it == uses.begin()) return false;
+    return inv_prefix_[position] - inv_prefix_[*std::prev(it) + 1] <= max;
+  }
+  if (!in_sync_) return false;
+  const std::vector<int64_t>& uses = order_uses_[u];
+  const int64_t n = static_cast<int64_t>(prev_order_.size());
+  const auto it = std::upper_bound(uses.begin(), uses.end(), position);
+  if (it != uses.end()) return order_prefix_[*it] - order_prefix_[position + 1] <= max;  // later in this forward
+  if (!at::GradMode::is_enabled() || uses.empty()) return false;  // no backward follows
+  // In backward, which walks the order in reverse: first at u's last use in forward.
+  return (order_prefix_[n] - order_prefix_[position + 1]) + (order_prefix_[n] - order_prefix_[uses.back() + 1]) <= max;
 }
 
 void ParamUnits::prefetch(bool backward, int64_t position) {
   if (settings_.prefetch_bucket_size <= 0) return;
   const int64_t bucket = settings_.prefetch_bucket_size;
+  // The units prefetched and not used since lie first on the path ahead (the walk below gathers in path order and
+  // the segments use them from its front): when they alone fill the window, the walk would gather nothing. This
+  // skips the walk for most segments of a forward or backward on many small units.
+  if (prefetched_numel_ >= bucket || (all_small_ && 2 * prefetched_numel_ > bucket)) return;
   // `ahead`: elements of the units the coming segments use that are gathered or in flight already, counted along
   // the walk (each unit once), so a unit kept gathered for a reuse further on (the forward's units, kept for
   // backward within stage3_max_reuse_distance) counts only where it is needed, not as prefetch already done: counting
@@ -328,6 +347,10 @@ void ParamUnits::prefetch(bool backward, int64_t position) {
     return ahead < bucket;
   });
   gather_async(todo);  // one collective for all
+  for (int u : todo) {
+    units_[u].prefetched = true;
+    prefetched_numel_ += units_[u].numel;
+  }
 }
 
 at::Tensor ParamUnits::run_segment(int s, const SegmentFunction& fn, const at::Tensor& input, bool checkpoint) {
@@ -383,6 +406,9 @@ at::Tensor ParamUnits::run_segment(int s, const SegmentFunction& fn, const at::T
 int64_t ParamUnits::record_invocation(int s) {
   const int64_t k = static_cast<int64_t>(invocations_.size());
   invocations_.push_back({s});
+  if (inv_prefix_.empty()) inv_prefix_.push_back(0);
+  inv_prefix_.push_back(inv_prefix_.back() + segment_numel_[s]);
+  for (int u : units_of_[s]) inv_uses_[u].push_back(k);
   if (in_sync_ && (k >= static_cast<int64_t>(prev_order_.size()) || prev_order_[k] != s)) in_sync_ = false;
   return k;
 }
@@ -547,6 +573,16 @@ void ParamUnits::end_backward() {
   }
   prev_order_.clear();
   for (const auto& inv : invocations_) prev_order_.push_back(inv.segment);
+  // For will_reuse: where each unit is used in the recorded order, and the order's prefix sums of elements.
+  for (auto& uses : order_uses_) uses.clear();
+  order_prefix_.assign(1, 0);
+  for (size_t k = 0; k < prev_order_.size(); ++k) {
+    const int s = prev_order_[k];
+    order_prefix_.push_back(order_prefix_.back() + segment_numel_[s]);
+    for (int u : units_of_[s]) order_uses_[u].push_back(static_cast<int64_t>(k));
+  }
+  for (auto& uses : inv_uses_) uses.clear();
+  inv_prefix_.clear();
   invocations_.clear();
   open_.clear();
   in_sync_ = true;

@@ -155,6 +155,7 @@ class ParamUnits {
     std::vector<at::Tensor> gather_out, gather_own, gather_in;
     int uses = 0;
     int64_t walk_epoch = 0;  // prefetch's walk that last visited it
+    bool prefetched = false;  // gathered by prefetch, not acquired since
   };
   struct Invocation {
     int segment = 0;
@@ -177,6 +178,11 @@ class ParamUnits {
   void launch_gathers(const std::vector<int>& units);
   void wait(int u);
   void free(int u);
+  void unmark_prefetched(Unit& unit) {
+    if (!unit.prefetched) return;
+    unit.prefetched = false;
+    prefetched_numel_ -= unit.numel;
+  }
   void acquire(const std::vector<int>& units);
   void release(const std::vector<int>& units, bool backward, int64_t position);
   void prefetch(bool backward, int64_t position);
@@ -196,6 +202,12 @@ class ParamUnits {
   std::vector<int64_t> segment_numel_;      // per segment: the elements of units_of_
   int64_t live_numel_ = 0;                  // elements of the units gathered or in flight
   int64_t walk_epoch_ = 0;                  // prefetch walks so far (marks the units each has visited)
+  int64_t prefetched_numel_ = 0;            // elements of the units marked prefetched
+  bool all_small_ = false;                  // every partitioned unit is at most 1/8 of the prefetch bucket
+  // will_reuse's index: per unit, its positions in prev_order_ / in this step's invocations_, and prefix sums of the
+  // segments' elements along each ([i]: before position i).
+  std::vector<std::vector<int64_t>> order_uses_, inv_uses_;
+  std::vector<int64_t> order_prefix_, inv_prefix_;
   std::vector<Invocation> invocations_;     // segments run since the last end_backward, in order
   std::vector<Open> open_;                  // begin_segment without end_segment yet, innermost last
   std::vector<int> prev_order_;             // the previous step's segment order

@@ -202,6 +202,22 @@ TEST(ParamUnits, MaxReuseDistanceKeepsAUnitThatComesBackSoon) {
   }
 }
 
+TEST(ParamUnits, MaxReuseDistanceCountsTheElementsInBetweenBothWays) {
+  // Order {0, 1, 0} of 64-element units, no prefetch. Unit 0 comes back after 64 elements of unit 1 in forward and
+  // again in backward; unit 1 after 128 (the rest of the forward, then unit 0's backward). Gathers per step:
+  // distance 0 keeps only what is used next (the last forward use of unit 0 into its backward): 5; 100 keeps unit 0
+  // both ways but not unit 1: 3; 1000 keeps both: 2.
+  for (const auto& [distance, gathers] : std::vector<std::pair<int64_t, int64_t>>{{0, 5}, {100, 3}, {1000, 2}}) {
+    SCOPED_TRACE(distance);
+    Units u(UnitSettings{0, 1'000'000'000, distance});
+    u.step({0, 1, 0});
+    const int64_t before = u.units->gathers();
+    u.step({0, 1, 0});
+    EXPECT_EQ(u.units->gathers() - before, gathers);
+    EXPECT_EQ(u.units->live_numel(), 0);
+  }
+}
+
 TEST(ParamUnits, PersistentUnitsStayGathered) {
   Units u(UnitSettings{0, 1'000'000'000, 0}, {true, false, false, false});
   EXPECT_TRUE(has_data(u.weights[0]));
