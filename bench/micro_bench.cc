@@ -12,6 +12,7 @@
 //                                    --sample US: a sampling profile of each run's host CPU, every US microseconds
 //                                    of CPU: bench/host_sampler.h)
 //   micro_bench layers               one GPU: the built-in Llama's fused RoPE and SwiGLU against their ATen forms
+//   micro_bench unit_floor [--units N]  one GPU: the host cost of stage 3's per-unit mechanism alone (see below)
 //   micro_bench cpu_adam [--numel N] host (optimizer offload's step): the CPU Adam pass with its bf16 copy against
 //                                    a pass moving the same bytes with adds only, a host copy and ATen's fused AdamW,
 //                                    on at::get_num_threads() threads (OMP_NUM_THREADS)
@@ -518,6 +519,63 @@ int bench_engine_cpu(int64_t blocks, int64_t width, int64_t tokens, int count_op
 // and backward on one GPU at the 8B and 1.1B training shapes; GB/s counts the bytes the fused kernels must move
 // (rope: x read and y written, both ways; swiglu: gate, up read and out written forward, d_out, gate, up read and
 // d_gate, d_up written backward).
+// unit_floor: the host cost of stage 3's per-unit mechanism through LibTorch, alone. A chain of `units` links
+// h = h * w_i on 8-element tensors (the GPU work is a few tiny kernels, so the step's time is the host's), plain and
+// with parts of the mechanism per link: a 2 MB buffer allocated for the link and freed after (the unit's gathered
+// storage), an identity autograd node on its input (PostBackward) and a hook on its output (the pre-backward gather),
+// each doing nothing. (variant - plain) / units = what that part costs per unit and step, whatever the engine does.
+int bench_unit_floor(int64_t units) {
+  const auto opts = at::TensorOptions(at::kFloat).device(at::kCUDA);
+  std::vector<at::Tensor> w;
+  for (int64_t i = 0; i < units; ++i) w.push_back(at::ones({8}, opts).set_requires_grad(true));
+  const at::Tensor x0 = at::randn({8}, opts).set_requires_grad(true);
+  struct Identity final : torch::autograd::Node {
+    torch::autograd::variable_list apply(torch::autograd::variable_list&& grads) override { return std::move(grads); }
+  };
+  enum : int { kAlloc = 1, kNode = 2, kHook = 4 };
+  auto step = [&](int parts) {
+    at::Tensor h = x0;
+    for (int64_t i = 0; i < units; ++i) {
+      at::Tensor buffer;
+      if (parts & kAlloc) buffer = at::empty({int64_t{1} << 20}, opts.dtype(at::kBFloat16));
+      if (parts & kNode) {
+        std::shared_ptr<Identity> node(new Identity, torch::autograd::deleteNode);
+        node->set_next_edges(torch::autograd::collect_next_edges(h));
+        at::Tensor in(h.unsafeGetTensorImpl()->shallow_copy_and_detach(h.unsafeGetTensorImpl()->version_counter(), true));
+        torch::autograd::set_history(in, node);
+        h = in;
+      }
+      h = h * w[i];
+      if (parts & kHook) h.register_hook([](const at::Tensor&) {});
+    }
+    h.sum().backward();
+    for (auto& p : w) p.mutable_grad().reset();
+  };
+  auto seconds = [&](int parts) {
+    for (int i = 0; i < 3; ++i) step(parts);
+    c10::cuda::device_synchronize();
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < 20; ++i) step(parts);
+    c10::cuda::device_synchronize();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 20;
+  };
+  const std::vector<std::pair<const char*, int>> variants{
+      {"plain", 0}, {"alloc", kAlloc}, {"node", kNode}, {"hook", kHook}, {"all", kAlloc | kNode | kHook}};
+  std::map<std::string, double> best;
+  for (int trial = 0; trial < 5; ++trial) {  // interleaved, best of five: the machine's drift hits all alike
+    for (const auto& [name, parts] : variants) {
+      const double t = seconds(parts);
+      if (!best.count(name) || t < best[name]) best[name] = t;
+    }
+  }
+  for (const auto& [name, parts] : variants) {
+    fmt::print("RESULT {{\"bench\": \"unit_floor\", \"run\": \"{}\", \"units\": {}, \"step_ms\": {:.3f}, "
+               "\"us_per_unit\": {:.2f}}}\n", name, units, best[name] * 1e3,
+               (best[name] - best["plain"]) / static_cast<double>(units) * 1e6);
+  }
+  return 0;
+}
+
 int bench_layers() {
   struct Shape {
     const char* name;
@@ -661,7 +719,8 @@ int main(int argc, char** argv) {
   if (what == "opt") return bench_opt(std::stoll(arg(argc, argv, "--numel", "1000000000")));
   if (what == "comm") return bench_comm();
   if (what == "layers") return bench_layers();
-  fmt::print(stderr, "micro_bench: first argument {}: allowed opt, comm, engine_cpu, layers, cpu_adam\n",
+  if (what == "unit_floor") return bench_unit_floor(std::stoll(arg(argc, argv, "--units", "256")));
+  fmt::print(stderr, "micro_bench: first argument {}: allowed opt, comm, engine_cpu, layers, cpu_adam, unit_floor\n",
              what.empty() ? "(none)" : what);
   return 2;
 }

@@ -14,7 +14,7 @@
 # DeepSpeed (from .dspkgs/, scripts/fetch_deepspeed.sh; carry [".deps", ".dspkgs"]), ZT_DS_STAGES picks its stages;
 # ZT_SCALE=1 trains the 1.1B at 2 GPUs and at all GPUs (issue 8: bench/gpu/scaling.py). For a check that fits a few
 # minutes: ZT_UNIT_TESTS picks the C++ unit test binaries, ZT_PARITY_MODELS=0 skips the built-in models' grid,
-# ZT_MICRO_LIST the micro-benchmark parts (opt layers comm cpu cpu_world host_peer cpu_adam). ZT_DS_8B=1 adds DeepSpeed stage 3 to the 8B.
+# ZT_MICRO_LIST the micro-benchmark parts (opt layers comm cpu cpu_world host_peer cpu_adam unit_floor). ZT_DS_8B=1 adds DeepSpeed stage 3 to the 8B.
 # ZT_OFFLOAD=1 trains the 1.1B with the optimizer offloaded to the CPU, zerotrain and DeepSpeed, at ZT_OFFLOAD_STAGES (2);
 # ZT_OFFLOAD_PARAM=1 offloads the parameters too at stage 3.
 # ZT_COUNT_OPS=N: micro cpu also prints each run's N most called ATen operators and their host time (OPS lines).
@@ -100,10 +100,11 @@ if [ "${ZT_MICRO:-1}" = 1 ]; then
   # Issue 7's micro-benchmarks: the optimizer step against a device copy, collectives against raw NCCL, the engine's
   # host CPU time per step on a model of 512 small tensors.
   # ZT_MICRO_LIST picks parts (default all: opt layers comm cpu cpu_world host_peer cpu_adam).
-  MICRO="${ZT_MICRO_LIST:-opt layers comm cpu cpu_world host_peer cpu_adam}"
+  MICRO="${ZT_MICRO_LIST:-opt layers comm cpu cpu_world host_peer cpu_adam unit_floor}"
   for m in $MICRO; do
     case $m in
-      opt|layers) build-gpu/bench/micro_bench $m >"$OUT/micro_$m.log" 2>&1 ;;
+      # unit_floor: the host cost per unit of stage 3's mechanism alone (allocation, autograd node, hook).
+      opt|layers|unit_floor) build-gpu/bench/micro_bench $m >"$OUT/micro_$m.log" 2>&1 ;;
       comm) "$ZT" launch --no_local_rank build-gpu/bench/micro_bench comm >"$OUT/micro_comm.log" 2>&1 ;;
       # ZT_SAMPLE=US: each run also under the host sampler (bench/host_sampler.h), a sample every US us of CPU.
       cpu) build-gpu/bench/micro_bench engine_cpu ${ZT_COUNT_OPS:+--count-ops $ZT_COUNT_OPS} ${ZT_SAMPLE:+--sample $ZT_SAMPLE} \
@@ -117,7 +118,7 @@ if [ "${ZT_MICRO:-1}" = 1 ]; then
       cpu_adam) OMP_NUM_THREADS=$(( $(nproc) / NGPU )) build-gpu/bench/micro_bench cpu_adam >"$OUT/micro_cpu_adam.log" 2>&1 ;;
       host_peer) timeout 300 $PY -m torch.distributed.run --standalone --nproc_per_node "$NGPU" bench/peers/host_anchor.py \
                    >"$OUT/micro_host_peer.log" 2>&1 ;;
-      *) note "ZT_MICRO_LIST: unknown part $m (allowed: opt layers comm cpu cpu_world host_peer cpu_adam)" ;;
+      *) note "ZT_MICRO_LIST: unknown part $m (allowed: opt layers comm cpu cpu_world host_peer cpu_adam unit_floor)" ;;
     esac
   done
   for f in $(for m in $MICRO; do echo micro_$m; done); do
