@@ -27,15 +27,9 @@ const ValueFeature kValueFeatures[] = {
      [](const Config::Data& d) {
        return d.zero.offload_optimizer.device != OffloadDevice::kNone && d.zero.offload_optimizer.ratio < 1.0;
      }},
-    // Parameter offload to the CPU with the optimizer offloaded to the CPU is implemented (param_units.h).
+    // Parameter offload to the CPU is implemented (param_units.h; alone it has nothing to move: build.cc warns).
     {"parameter offload to NVMe", "zero_optimization.offload_param.device",
      [](const Config::Data& d) { return d.zero.offload_param.device == OffloadDevice::kNvme && d.zero.stage == 3; }},
-    {"parameter offload without zero_optimization.offload_optimizer.device \"cpu\"",
-     "zero_optimization.offload_param.device",
-     [](const Config::Data& d) {
-       return d.zero.offload_param.device == OffloadDevice::kCpu && d.zero.stage == 3 &&
-              d.zero.offload_optimizer.device != OffloadDevice::kCpu;
-     }},
 };
 
 // True when an ancestor section of `path` has an "enabled" key that is false: the section's other keys then

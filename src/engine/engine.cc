@@ -154,6 +154,11 @@ Engine::Engine(std::shared_ptr<torch::nn::Module> model, torch::nn::AnyModule fo
   m.config = Config::from_path_or_text(config, run);
   const Config& cfg = *m.config;
   cfg.require_supported();
+  // Settings that have no effect here, deprecated keys mapped: said once, by rank 0 (`zerotrain config check` lists
+  // them too).
+  if (m.comm->rank() == 0) {
+    for (const auto& w : cfg.warnings()) fmt::print(stderr, "zerotrain: config warning: {}\n", w);
+  }
   if (cfg.optimizer().kind == OptimizerKind::kNone) {
     throw ConfigError({"optimizer: the config has no \"optimizer\" section; the C++ engine builds the optimizer from "
                        "it (e.g. \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 1e-4}})"});
@@ -234,8 +239,11 @@ Engine::Engine(std::shared_ptr<torch::nn::Module> model, torch::nn::AnyModule fo
         detail::UnitSettings{z.prefetch_bucket_size, z.max_live_parameters, z.max_reuse_distance,
                              // offloaded optimizer: the device keeps the shard in the training dtype only
                              z.offload_optimizer.device == OffloadDevice::kCpu ? m.dtype : at::kFloat,
-                             // parameter offload (with the optimizer's: Config::require_supported): on the host
-                             z.offload_param.device == OffloadDevice::kCpu, z.offload_param.pin_memory},
+                             // parameter offload with the optimizer's: the training-dtype shard on the host (alone
+                             // there is no such shard to move: a config warning says so)
+                             z.offload_param.device == OffloadDevice::kCpu &&
+                                 z.offload_optimizer.device == OffloadDevice::kCpu,
+                             z.offload_param.pin_memory},
         at::TensorOptions().device(m.device).dtype(m.dtype), [&](int p, at::Tensor& value) {
           initializer->init_parameter(m.param_names[p], value);
         });
