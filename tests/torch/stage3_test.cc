@@ -120,22 +120,30 @@ TEST(ParamUnits, PrefetchFollowsTheRecordedOrder) {
   });
 }
 
-TEST(ParamUnits, SmallUnitsArePrefetchedInBatches) {
-  // 32 units of 64 elements, a prefetch bucket of 8 units: once the order is recorded, the window refills when half
-  // of it is used, 3 or more units to a collective on average (one without batching), and the next unit is in
-  // flight or gathered before its segment runs.
+// 32 units of 64 elements in order, a prefetch bucket of 8 units, reuse distance `reuse`: a first step records the
+// order; the second checks, inside each segment, that the next unit is ahead (and `inside(s)`). Returns the second
+// step's unit gathers and the collectives that carried them.
+std::pair<int64_t, int64_t> prefetched_step(int64_t reuse, const std::function<void(Units&, int)>& inside = {}) {
   constexpr int kMany = 32;
-  Units u(UnitSettings{8 * 64, 1'000'000'000, 0}, std::vector<bool>(kMany, false));
+  Units u(UnitSettings{8 * 64, 1'000'000'000, reuse}, std::vector<bool>(kMany, false));
   std::vector<int> order(kMany);
   std::iota(order.begin(), order.end(), 0);
   u.step(order);
   const int64_t units0 = u.units->gathers(), batches0 = u.units->gather_batches();
   u.step(order, false, [&](int s) {
     if (s + 1 < kMany) EXPECT_TRUE(u.units->is_gathered(s + 1)) << "the next unit is ahead in segment " << s;
+    if (inside) inside(u, s);
+  });
+  return {u.units->gathers() - units0, u.units->gather_batches() - batches0};
+}
+
+TEST(ParamUnits, SmallUnitsArePrefetchedInBatches) {
+  // Once the order is recorded, the window refills when half of it is used, 3 or more units to a collective on
+  // average (one without batching), and the next unit is in flight or gathered before its segment runs.
+  const auto [units, batches] = prefetched_step(0, [](Units& u, int s) {
     EXPECT_LE(u.units->live_numel(), 9 * 64) << "at most the bucket ahead plus the unit in use, segment " << s;
   });
-  const int64_t units = u.units->gathers() - units0, batches = u.units->gather_batches() - batches0;
-  EXPECT_GE(units, 2 * kMany - 1) << "forward and backward gather every unit (the last one may stay gathered)";
+  EXPECT_GE(units, 2 * 32 - 1) << "forward and backward gather every unit (the last one may stay gathered)";
   EXPECT_LE(batches * 3, units) << units << " units in " << batches << " collectives";
 }
 
@@ -143,17 +151,8 @@ TEST(ParamUnits, UnitsKeptForBackwardDoNotStopTheForwardPrefetch) {
   // DeepSpeed's default reuse distance keeps every unit of this forward gathered for its backward. Those kept units
   // are not prefetch already done: the forward still gathers 3 or more units to a collective (before session 8 the
   // window counted them as ahead, stopped refilling after its first bucket and gathered the rest one at a time).
-  constexpr int kMany = 32;
-  Units u(UnitSettings{8 * 64, 1'000'000'000, 1'000'000'000}, std::vector<bool>(kMany, false));
-  std::vector<int> order(kMany);
-  std::iota(order.begin(), order.end(), 0);
-  u.step(order);
-  const int64_t units0 = u.units->gathers(), batches0 = u.units->gather_batches();
-  u.step(order, false, [&](int s) {
-    if (s + 1 < kMany) EXPECT_TRUE(u.units->is_gathered(s + 1)) << "the next unit is ahead in segment " << s;
-  });
-  const int64_t units = u.units->gathers() - units0, batches = u.units->gather_batches() - batches0;
-  EXPECT_EQ(units, kMany) << "backward reuses what forward gathered";
+  const auto [units, batches] = prefetched_step(1'000'000'000);
+  EXPECT_EQ(units, 32) << "backward reuses what forward gathered";
   EXPECT_LE(batches * 3, units) << units << " units in " << batches << " collectives";
 }
 
