@@ -73,7 +73,7 @@ void add_launch_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--world_info", opts->world_info, "Nodes and slots as DeepSpeed's launch.py takes them (base64)");
   cmd->add_flag("-q,--quiet", opts->quiet, "Print only errors");
   cmd->add_option("--log_level", *log_level, "debug, info, warning, error or critical (error and above: --quiet)");
-  cmd->add_option("--autotuning", unsupported->autotuning, "Not supported: use zerotrain autotune");
+  cmd->add_option("--autotuning", unsupported->autotuning, "Not supported yet (DeepSpeed's autotuner)");
   cmd->add_flag("--elastic_training", unsupported->elastic_training, "Not supported yet");
   cmd->add_option("--min_elastic_nodes", unsupported->min_elastic_nodes, "Not supported yet");
   cmd->add_option("--max_elastic_nodes", unsupported->max_elastic_nodes, "Not supported yet");
@@ -87,7 +87,9 @@ void add_launch_command(CLI::App& app, int& exit_code) {
 
   cmd->callback([=, &exit_code] {
     if (!unsupported->autotuning.empty()) {
-      throw detail::LaunchError("--autotuning: not supported by zerotrain launch; use zerotrain autotune");
+      throw detail::LaunchError("--autotuning " + unsupported->autotuning +
+                                ": zerotrain has no autotuner yet (docs/plan.md); launch without --autotuning, with "
+                                "the ZeRO stage and micro-batch size set in the config");
     }
     if (unsupported->elastic_training || unsupported->min_elastic_nodes != -1 ||
         unsupported->max_elastic_nodes != -1) {

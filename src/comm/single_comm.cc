@@ -52,8 +52,10 @@ class SingleComm final : public Comm {
       TORCH_CHECK(outs[i].numel() == ins[i].numel(), op, ": output ", i, " has ", outs[i].numel(),
                   " elements, input ", ins[i].numel());
       if (outs[i].data_ptr() == ins[i].data_ptr()) continue;  // in place
-      dst.push_back(outs[i].view({-1}));
-      src.push_back(ins[i].view({-1}));
+      // Flat views only where a shape differs (the engine's buffers are 1-D already: no view call per tensor).
+      const bool flat = outs[i].dim() == 1 && ins[i].dim() == 1;
+      dst.push_back(flat ? outs[i] : outs[i].view({-1}));
+      src.push_back(flat ? ins[i] : ins[i].view({-1}));
     }
     if (dst.size() == 1) {
       dst[0].copy_(src[0]);
