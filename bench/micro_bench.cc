@@ -277,32 +277,10 @@ struct StressModel : torch::nn::Module, zerotrain::Segmented {
   }
   at::Tensor forward(at::Tensor x) {
     for (size_t i = 0; i < layers.size(); ++i) {
-      if (unit_hooks) {
-        x = with_unit_hooks(x, [&, i](const at::Tensor& h) { return h + at::relu(layers[i]->forward(h)); }, i);
-        continue;
-      }
       x = run_segment(static_cast<int64_t>(i), [&, i](const at::Tensor& h) { return h + at::relu(layers[i]->forward(h)); }, x);
     }
     return x.to(at::kFloat).pow(2).mean();
   }
-  // The per-unit mechanism of stage 3 and nothing else, on the plain model (the `libtorch_unit_hooks` run: the floor
-  // of hooking every block through LibTorch's autograd): the block's buffer allocated for its use and freed after, an
-  // identity autograd node on its input (stage 3's PostBackward: backward of the block done) and a hook on its output
-  // (the pre-backward gather), both doing nothing.
-  struct Identity final : torch::autograd::Node {
-    torch::autograd::variable_list apply(torch::autograd::variable_list&& grads) override { return std::move(grads); }
-  };
-  at::Tensor with_unit_hooks(const at::Tensor& x, const std::function<at::Tensor(const at::Tensor&)>& fn, size_t i) {
-    at::Tensor buffer = at::empty({layers[i]->weight.numel() + layers[i]->bias.numel()}, layers[i]->weight.options());
-    std::shared_ptr<Identity> node(new Identity, torch::autograd::deleteNode);
-    node->set_next_edges(torch::autograd::collect_next_edges(x));
-    at::Tensor in(x.unsafeGetTensorImpl()->shallow_copy_and_detach(x.unsafeGetTensorImpl()->version_counter(), true));
-    torch::autograd::set_history(in, node);
-    at::Tensor y = fn(in);
-    y.register_hook([](const at::Tensor&) {});
-    return y;
-  }
-  bool unit_hooks = false;
   std::vector<std::vector<at::Tensor>> segment_parameters() const override {
     std::vector<std::vector<at::Tensor>> out;
     for (const auto& l : layers) out.push_back({l->weight, l->bias});
@@ -455,25 +433,6 @@ int bench_engine_cpu(int64_t blocks, int64_t width, int64_t tokens, int count_op
     sample_steps("libtorch", step_fn, kSteps, dev, sample_us, report);
     if (report) fmt::print("RESULT {{\"bench\": \"engine_cpu\", \"run\": \"libtorch\", \"tensors\": {}, \"step_ms\": {:.3f}, "
                "\"cpu_ms\": {:.3f}}}\n", ps.size(), base.wall * 1e3, base.cpu * 1e3);
-    // The same loop with stage 3's per-unit mechanism alone (StressModel::with_unit_hooks), alternated with the plain
-    // one so that both see the same machine state: what any per-block hooking costs here.
-    if (stages.find('3') != std::string::npos) {
-      StepCost plain, hooked;
-      for (int round = 0; round < 2; ++round) {
-        model->unit_hooks = false;
-        const StepCost a = measure(step_fn, kSteps, dev);
-        model->unit_hooks = true;
-        const StepCost b = measure(step_fn, kSteps, dev);
-        if (round == 1) plain = a, hooked = b;
-      }
-      model->unit_hooks = false;
-      if (report) {
-        fmt::print("RESULT {{\"bench\": \"engine_cpu\", \"run\": \"libtorch_unit_hooks\", \"units\": {}, \"step_ms\": {:.3f}, "
-                   "\"cpu_ms\": {:.3f}, \"plain_step_ms\": {:.3f}, \"plain_cpu_ms\": {:.3f}, \"hooks_cpu_ms\": {:.3f}, "
-                   "\"hooks_of_step\": {:.4f}}}\n", blocks, hooked.wall * 1e3, hooked.cpu * 1e3, plain.wall * 1e3, plain.cpu * 1e3,
-                   (hooked.cpu - plain.cpu) * 1e3, (hooked.cpu - plain.cpu) / hooked.wall);
-      }
-    }
   }
   for (int stage = 0; stage <= 3; ++stage) {
     if (stages.find(static_cast<char>('0' + stage)) == std::string::npos) continue;
