@@ -69,13 +69,17 @@ class PostBackward final : public torch::autograd::Node {
     return std::move(grads);
   }
 
-  // x itself for autograd's purposes (same storage and version counter), with this node as its history: the
-  // gradient flows through unchanged into x's edge.
+  // x itself for autograd's purposes (an alias: same storage and version counter), with this node as its history:
+  // the gradient flows through unchanged into x's edge. The alias is made below autograd's view tracking (not a view
+  // autograd knows of) but through the dispatcher, so a tensor subclass stays one.
   static at::Tensor wrap(const at::Tensor& x, ParamUnits* units, int64_t invocation) {
     std::shared_ptr<PostBackward> node(new PostBackward(units, invocation), torch::autograd::deleteNode);
     node->set_next_edges(torch::autograd::collect_next_edges(x));
-    at::Tensor out(x.unsafeGetTensorImpl()->shallow_copy_and_detach(x.unsafeGetTensorImpl()->version_counter(),
-                                                                    /*allow_tensor_metadata_change=*/true));
+    at::Tensor out;
+    {
+      const at::AutoDispatchBelowADInplaceOrView below_autograd;
+      out = x.view_as(x);
+    }
     torch::autograd::set_history(out, node);
     return out;
   }
