@@ -413,7 +413,11 @@ int64_t ParamUnits::record_invocation(int s) {
   if (inv_prefix_.empty()) inv_prefix_.push_back(0);
   inv_prefix_.push_back(inv_prefix_.back() + segment_numel_[s]);
   for (int u : units_of_[s]) inv_uses_[u].push_back(k);
-  if (in_sync_ && (k >= static_cast<int64_t>(prev_order_.size()) || prev_order_[k] != s)) in_sync_ = false;
+  if (in_sync_ && (k >= static_cast<int64_t>(prev_order_.size()) || prev_order_[k] != s)) {
+    in_sync_ = false;
+    // What was prefetched along the old order is no longer known to lie ahead: prefetch's shortcut must not count it.
+    for (Unit& unit : units_) unmark_prefetched(unit);
+  }
   return k;
 }
 
