@@ -581,15 +581,11 @@ void ParamUnits::end_backward() {
   }
   prev_order_.clear();
   for (const auto& inv : invocations_) prev_order_.push_back(inv.segment);
-  // For will_reuse: where each unit is used in the recorded order, and the order's prefix sums of elements.
-  for (auto& uses : order_uses_) uses.clear();
-  order_prefix_.assign(1, 0);
-  for (size_t k = 0; k < prev_order_.size(); ++k) {
-    const int s = prev_order_[k];
-    order_prefix_.push_back(order_prefix_.back() + segment_numel_[s]);
-    for (int u : units_of_[s]) order_uses_[u].push_back(static_cast<int64_t>(k));
-  }
+  // For will_reuse: this step's index of the invocations becomes the recorded order's (prev_order_ is that order).
+  order_uses_.swap(inv_uses_);
   for (auto& uses : inv_uses_) uses.clear();
+  order_prefix_.swap(inv_prefix_);
+  if (order_prefix_.empty()) order_prefix_.push_back(0);
   inv_prefix_.clear();
   invocations_.clear();
   open_.clear();
