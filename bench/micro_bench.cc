@@ -4,10 +4,11 @@
 //   micro_bench opt [--numel N]      one GPU: the optimizer step on a shard of N fp32 elements against a device copy
 //   zerotrain launch --no_local_rank micro_bench comm
 //                                    every GPU: zerotrain's collectives against raw NCCL calls at zerotrain's sizes
-//   micro_bench engine_cpu [--blocks B --width D --tokens T --count-ops TOP --persistence N --stages 0123
+//   micro_bench engine_cpu [--blocks B --width D --tokens T --count-ops TOP --persistence N --stages 0123a
 //                           --comm single|env]   (env: under `zerotrain launch --no_local_rank`, every rank)
 //                                    one GPU: the engine's host CPU time per step on a model of 2B small tensors
-//                                    (--count-ops: the TOP most called ATen operators of one step of each run;
+//                                    (--stages: a = stage 3 with a unit per block, not joined; --count-ops: the
+//                                    TOP most called ATen operators of one step of each run;
 //                                    --zero-extra '"key": value, ...': more zero_optimization keys;
 //                                    --sample US: a sampling profile of each run's host CPU, every US microseconds
 //                                    of CPU: bench/host_sampler.h)
@@ -434,8 +435,19 @@ int bench_engine_cpu(int64_t blocks, int64_t width, int64_t tokens, int count_op
     if (report) fmt::print("RESULT {{\"bench\": \"engine_cpu\", \"run\": \"libtorch\", \"tensors\": {}, \"step_ms\": {:.3f}, "
                "\"cpu_ms\": {:.3f}}}\n", ps.size(), base.wall * 1e3, base.cpu * 1e3);
   }
-  for (int stage = 0; stage <= 3; ++stage) {
-    if (stages.find(static_cast<char>('0' + stage)) == std::string::npos) continue;
+  // --stages: the digits 0-3, and 'a' for stage 3 with a unit per segment (stage3_module_granularity_threshold 0:
+  // the stress model's blocks are not joined; run "zerotrain_stage3_apart").
+  for (const char which : stages) {
+    if (which != 'a' && (which < '0' || which > '3')) {
+      fmt::print(stderr, "micro_bench engine_cpu: --stages {}: allowed the digits 0-3 and a\n", stages);
+      return 2;
+    }
+    const int stage = which == 'a' ? 3 : which - '0';
+    const std::string run = fmt::format("zerotrain_stage{}{}{}", stage, which == 'a' ? "_apart" : "", suffix);
+    std::string extra_keys = zero_extra;
+    if (which == 'a') {
+      extra_keys += std::string(extra_keys.empty() ? "" : ", ") + R"("stage3_module_granularity_threshold": 0)";
+    }
     if (dev.is_cuda()) c10::cuda::CUDACachingAllocator::emptyCache();  // each run starts from the same allocator state
     auto model = std::make_shared<StressModel>(blocks, width);
     zerotrain::EngineOptions opts;
@@ -446,7 +458,7 @@ int bench_engine_cpu(int64_t blocks, int64_t width, int64_t tokens, int count_op
             "weight_decay": 0.01}}}}, "gradient_clipping": 1.0, "bf16": {{"enabled": true}},
             "zero_optimization": {{"stage": {}, "overlap_comm": true{}}}}})", stage,
         (persistence < 0 ? std::string() : fmt::format(R"(, "stage3_param_persistence_threshold": {})", persistence)) +
-            (zero_extra.empty() ? std::string() : ", " + zero_extra)),
+            (extra_keys.empty() ? std::string() : ", " + extra_keys)),
         opts);
     auto step_fn = [&] {
       engine.backward(engine.forward(x));
@@ -459,16 +471,16 @@ int bench_engine_cpu(int64_t blocks, int64_t width, int64_t tokens, int count_op
     zerotrain::set_engine_host_accounting(true);
     c.engine = measure(step_fn, kSteps, dev).engine;
     zerotrain::set_engine_host_accounting(false);
-    if (count_ops) print_op_counts(fmt::format("zerotrain_stage{}{}", stage, suffix).c_str(), step_fn, count_ops);
-    sample_steps(fmt::format("zerotrain_stage{}{}", stage, suffix), step_fn, kSteps, dev, sample_us, report);
+    if (count_ops) print_op_counts(run.c_str(), step_fn, count_ops);
+    sample_steps(run, step_fn, kSteps, dev, sample_us, report);
     if (!report) continue;
     const double extra = c.cpu - base.cpu;
     // engine_host_ms: the engine's own thread-CPU accounting (zerotrain/profile.h); engine_cpu_ms: the process CPU
     // time over the plain LibTorch loop's (noisier: every thread of the process, the allocator's work included)
-    fmt::print("RESULT {{\"bench\": \"engine_cpu\", \"run\": \"zerotrain_stage{}{}\", \"tensors\": {}, "
+    fmt::print("RESULT {{\"bench\": \"engine_cpu\", \"run\": \"{}\", \"tensors\": {}, "
                "\"step_ms\": {:.3f}, \"cpu_ms\": {:.3f}, \"engine_host_ms\": {:.3f}, \"engine_host_of_step\": {:.4f}, "
                "\"engine_cpu_ms\": {:.3f}, \"engine_cpu_of_step\": {:.4f}, \"step_vs_libtorch\": {:.3f}}}\n",
-               stage, suffix, model->parameters().size(), c.wall * 1e3, c.cpu * 1e3, c.engine * 1e3, c.engine / c.wall,
+               run, model->parameters().size(), c.wall * 1e3, c.cpu * 1e3, c.engine * 1e3, c.engine / c.wall,
                extra * 1e3, extra / c.wall, base.wall / c.wall);
   }
   return 0;
@@ -666,7 +678,7 @@ int main(int argc, char** argv) {
     return bench_engine_cpu(std::stoll(arg(argc, argv, "--blocks", "256")), std::stoll(arg(argc, argv, "--width", "1024")),
                             std::stoll(arg(argc, argv, "--tokens", "8192")),
                             std::stoi(arg(argc, argv, "--count-ops", "0")),
-                            std::stoll(arg(argc, argv, "--persistence", "-1")), arg(argc, argv, "--stages", "0123"),
+                            std::stoll(arg(argc, argv, "--persistence", "-1")), arg(argc, argv, "--stages", "0123a"),
                             arg(argc, argv, "--comm", "single"), std::stoi(arg(argc, argv, "--sample", "0")),
                             arg(argc, argv, "--zero-extra", ""));
   }

@@ -76,7 +76,7 @@ grep PARITY "$OUT/parity_offload.log" | grep -v ': ok' | tee -a "$LOG"
 note "parity, optimizer offload, stages 1-3 ($NGPU GPUs, NCCL): $(grep -E '^[0-9]+ passed, [0-9]+ failed' "$OUT/parity_offload.log" || echo 'no result line')"
 if [ "${ZT_PARITY_MODELS:-1}" = 1 ]; then
 "$ZT" launch --no_local_rank build-gpu/tests/distributed/parity_worker --device cuda --models llama,gpt2,shared \
-  --variants default,checkpoint,no_prefetch --precisions fp32,bf16 >"$OUT/parity_models.log" 2>&1
+  --variants default,checkpoint,no_prefetch,joined --precisions fp32,bf16 >"$OUT/parity_models.log" 2>&1
 grep PARITY "$OUT/parity_models.log" | grep -v ': ok' | tee -a "$LOG"
 note "parity, built-in models, stages 0-3 ($NGPU GPUs, NCCL): $(grep -E '^[0-9]+ passed, [0-9]+ failed' "$OUT/parity_models.log" || echo 'no result line')"
 fi
@@ -110,7 +110,7 @@ if [ "${ZT_MICRO:-1}" = 1 ]; then
       cpu) build-gpu/bench/micro_bench engine_cpu ${ZT_COUNT_OPS:+--count-ops $ZT_COUNT_OPS} ${ZT_SAMPLE:+--sample $ZT_SAMPLE} \
              >"$OUT/micro_cpu.log" 2>&1 ;;
       # The same on every GPU (nccl): stage 3's collectives per unit cost host time that a single rank does not show.
-      cpu_world) "$ZT" launch --no_local_rank build-gpu/bench/micro_bench engine_cpu --comm env --stages 23 ${ZT_SAMPLE:+--sample $ZT_SAMPLE} \
+      cpu_world) "$ZT" launch --no_local_rank build-gpu/bench/micro_bench engine_cpu --comm env --stages 23a ${ZT_SAMPLE:+--sample $ZT_SAMPLE} \
                    >"$OUT/micro_cpu_world.log" 2>&1 ;;
       # FSDP2's and DDP's host CPU time on the same stress model, every GPU (bench/peers/host_anchor.py): the peers
       # of cpu_world's engine_cpu_ms.

@@ -171,7 +171,7 @@ struct ZeroConfig {
   int64_t max_live_parameters = 1'000'000'000;   // stage3_max_live_parameters
   int64_t max_reuse_distance = 1'000'000'000;    // stage3_max_reuse_distance
   bool gather_16bit_weights_on_model_save = false;
-  int64_t module_granularity_threshold = 0;
+  int64_t module_granularity_threshold = -1;   // -1: unset (stage 3 joins units below min(prefetch, live) / 8)
   bool ignore_unused_parameters = true;
   bool round_robin_gradients = false;
   bool memory_efficient_linear = true;

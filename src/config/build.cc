@@ -250,7 +250,7 @@ void build_zero(const Effective& e, Config::Data& data, Diagnostics& diag) {
   z.max_live_parameters = e.i(p + "stage3_max_live_parameters", z.max_live_parameters);
   z.max_reuse_distance = e.i(p + "stage3_max_reuse_distance", z.max_reuse_distance);
   z.gather_16bit_weights_on_model_save = e.b(p + "stage3_gather_16bit_weights_on_model_save", false);
-  z.module_granularity_threshold = e.i(p + "stage3_module_granularity_threshold", 0);
+  z.module_granularity_threshold = e.i(p + "stage3_module_granularity_threshold", -1);  // -1: unset
   z.ignore_unused_parameters = e.b(p + "ignore_unused_parameters", true);
   z.round_robin_gradients = e.b(p + "round_robin_gradients", false);
   z.memory_efficient_linear = e.b(p + "memory_efficient_linear", true);

@@ -199,6 +199,23 @@ void resolve_effective(const JsonDocument& doc, Config::Data& data, Diagnostics&
     e->note = "unset: true at stage 3, false below";
     set_path(data.effective_json, "zero_optimization.overlap_comm", Json(on));
   }
+  // stage3_module_granularity_threshold: unset means stage 3 joins its units below an eighth of the smaller of the
+  // prefetch bucket and the live-parameter limit (zero/stage3_plan.h, [Note: small units]).
+  if (EffectiveValue* e = find_entry(data.effective, "zero_optimization.stage3_module_granularity_threshold");
+      e && e->value_json == "null") {
+    const Json* stage = find_path(data.effective_json, "zero_optimization.stage");
+    const Json* prefetch = find_path(data.effective_json, "zero_optimization.stage3_prefetch_bucket_size");
+    const Json* live = find_path(data.effective_json, "zero_optimization.stage3_max_live_parameters");
+    if (stage != nullptr && as_integer(*stage) == 3 && prefetch != nullptr && live != nullptr &&
+        as_integer(*prefetch) && as_integer(*live)) {
+      const int64_t merge = std::min(*as_integer(*prefetch), *as_integer(*live)) / 8;
+      e->value_json = std::to_string(merge);
+      e->origin = ValueOrigin::kDerived;
+      e->note = "unset: stage 3 joins neighbouring units below min(stage3_prefetch_bucket_size, "
+                "stage3_max_live_parameters) / 8";
+      set_path(data.effective_json, "zero_optimization.stage3_module_granularity_threshold", Json(merge));
+    }
+  }
 
   // Rebuild in schema order; unset keys (no value, no default) are absent, as in DeepSpeed's own view.
   data.effective_json = Json::object();

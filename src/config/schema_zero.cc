@@ -55,8 +55,10 @@ std::vector<KeySpec> schema_zero() {
        .rule = {.min = 0}},
       {.path = "zero_optimization.stage3_gather_16bit_weights_on_model_save", .type = KeyType::kBool,
        .def = "false", .doc = "Gather full 16-bit weights in save_16bit_model (alias: gather_16bit_weights_on_model_save)."},
-      {.path = "zero_optimization.stage3_module_granularity_threshold", .type = KeyType::kInt, .def = "0",
-       .doc = "Modules finer than this are fetched as one unit (alias: module_granularity_threshold).",
+      {.path = "zero_optimization.stage3_module_granularity_threshold", .type = KeyType::kInt, .def = "",
+       .doc = "Neighbouring stage-3 units of fewer elements are joined into one of up to this many (0: a unit per "
+              "segment; unset: min(stage3_prefetch_bucket_size, stage3_max_live_parameters) / 8; alias: "
+              "module_granularity_threshold).",
        .rule = {.min = 0}},
       {.path = "zero_optimization.stage3_use_all_reduce_for_fetch_params", .type = KeyType::kBool, .def = "false",
        .doc = "Fetch parameters with all-reduce instead of all-gather (alias: use_all_reduce_for_fetch_params).",

@@ -22,6 +22,7 @@
 #include "zero/flat_layout.h"
 #include "zero/grad_reducer.h"
 #include "zero/param_units.h"
+#include "zero/stage3_plan.h"
 #include "torch/storage.h"
 #include "zero/zero_optimizer.h"
 #include "zerotrain/dtype.h"
@@ -33,77 +34,6 @@ namespace {
 c10::Device default_device(const Comm& comm) {
   if (at::hasCUDA() && comm.backend() != "mpi" && comm.backend() != "gloo") return c10::Device(c10::kCUDA, rank_info_from_env().local_rank);
   return c10::Device(c10::kCPU);
-}
-
-// How stage 3 partitions a model: units in layout order (the order their gradients complete in backward), which
-// stay gathered, and which units each forward segment reads.
-struct Stage3Plan {
-  std::vector<std::vector<int>> groups;         // parameter indices per unit
-  std::vector<bool> persistent;                 // per unit
-  std::vector<std::vector<int>> segment_units;  // per segment; empty: the whole module is one unit
-};
-
-// `segments`: the parameters each forward segment reads (CausalLM::segment_parameters), or empty. A parameter
-// belongs to the first segment that reads it. Parameters of at most `threshold` elements (up to `model_threshold`
-// in total) stay gathered in one persistent unit, as do trainable parameters no segment reads.
-Stage3Plan plan_stage3(const std::vector<at::Tensor>& params, const std::vector<std::vector<at::Tensor>>& segments,
-                       int64_t threshold, int64_t model_threshold) {
-  const int n = static_cast<int>(params.size());
-  std::unordered_map<const void*, int> index;
-  for (int i = 0; i < n; ++i) index[params[i].unsafeGetTensorImpl()] = i;
-  std::vector<char> persistent(n, 0);
-  int64_t persistent_total = 0;
-  for (int i = 0; i < n; ++i) {
-    const int64_t numel = params[i].numel();
-    if (numel <= threshold && persistent_total + numel <= model_threshold) {
-      persistent[i] = 1;
-      persistent_total += numel;
-    }
-  }
-  const int num_segments = static_cast<int>(segments.size());
-  std::vector<int> owner(n, -1);
-  for (int s = 0; s < num_segments; ++s) {
-    for (const auto& p : segments[s]) {
-      auto it = index.find(p.unsafeGetTensorImpl());
-      if (it != index.end() && owner[it->second] < 0) owner[it->second] = s;
-    }
-  }
-  Stage3Plan plan;
-  std::vector<int> unit_of(n, -1);
-  auto add_unit = [&](std::vector<int> members, bool keep) {
-    if (members.empty()) return;
-    for (int p : members) unit_of[p] = static_cast<int>(plan.groups.size());
-    plan.groups.push_back(std::move(members));
-    plan.persistent.push_back(keep);
-  };
-  // Last segment first: backward finishes the head's gradients first and the embedding's last.
-  for (int s = num_segments - 1; s >= 0; --s) {
-    std::vector<int> members;
-    for (int i = n - 1; i >= 0; --i) {
-      if (owner[i] == s && !persistent[i]) members.push_back(i);
-    }
-    add_unit(std::move(members), false);
-  }
-  std::vector<int> rest, kept;
-  for (int i = n - 1; i >= 0; --i) {
-    if (persistent[i]) {
-      kept.push_back(i);
-    } else if (owner[i] < 0) {
-      rest.push_back(i);
-    }
-  }
-  // Without segments the module is one unit; with them, parameters no segment reads are kept gathered.
-  add_unit(std::move(rest), num_segments > 0);
-  add_unit(std::move(kept), true);
-  for (int s = 0; s < num_segments; ++s) {
-    std::vector<int> units;
-    for (const auto& p : segments[s]) {
-      auto it = index.find(p.unsafeGetTensorImpl());
-      if (it != index.end()) units.push_back(unit_of[it->second]);
-    }
-    plan.segment_units.push_back(std::move(units));
-  }
-  return plan;
 }
 
 }  // namespace
@@ -230,9 +160,10 @@ Engine::Engine(std::shared_ptr<torch::nn::Module> model, torch::nn::AnyModule fo
   at::NoGradGuard no_grad;
   if (stage == 3) {
     const auto& z = cfg.zero();
-    const Stage3Plan plan =
-        plan_stage3(m.params, segmented ? segmented->segment_parameters() : std::vector<std::vector<at::Tensor>>{},
-                    z.param_persistence_threshold, z.model_persistence_threshold);
+    const detail::Stage3Plan plan = detail::plan_stage3(
+        m.params, segmented ? segmented->segment_parameters() : std::vector<std::vector<at::Tensor>>{},
+        {z.param_persistence_threshold, z.model_persistence_threshold,
+         detail::merge_numel_for(z.module_granularity_threshold, z.prefetch_bucket_size, z.max_live_parameters)});
     m.layout = std::make_unique<detail::FlatLayout>(numels, plan.groups, world, m.comm->rank(), z.reduce_bucket_size);
     m.units = std::make_unique<detail::ParamUnits>(
         *m.layout, m.params, plan.persistent, m.comm,

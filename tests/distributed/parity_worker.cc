@@ -118,7 +118,9 @@ struct RunConfig {
                           // "checkpoint" (activation checkpointing of every block; built-in models),
                           // "no_prefetch" (stage3_prefetch_bucket_size 0, stage3_max_reuse_distance 0),
                           // "offload" (offload_optimizer to the CPU; stages 1-3, stage 0 skipped),
-                          // "offload_param" (offload_optimizer and offload_param to the CPU; stage 3 only)
+                          // "offload_param" (offload_optimizer and offload_param to the CPU; stage 3 only),
+                          // "joined" (stage3_module_granularity_threshold 100000: neighbouring blocks share a unit;
+                          // stage 3 only)
   std::string model;      // "tiny", "shared", "llama" or "gpt2"
 };
 
@@ -175,6 +177,7 @@ std::string ds_config(const RunConfig& rc, int world) {
     c << R"(, "stage3_param_persistence_threshold": 100, "stage3_prefetch_bucket_size": )"
       << (rc.variant == "no_prefetch" ? 0 : 5000);
     if (rc.variant == "no_prefetch") c << R"(, "stage3_max_reuse_distance": 0)";
+    if (rc.variant == "joined") c << R"(, "stage3_module_granularity_threshold": 100000)";
   }
   if (rc.variant == "offload" || rc.variant == "offload_param") {
     c << R"(, "offload_optimizer": {"device": "cpu", "pin_memory": true})";
@@ -367,7 +370,7 @@ int main(int argc, char** argv) {
        for (const auto& variant : split(variants)) {
         const RunConfig rc{std::stoi(st), prec, std::stoi(g), optname, variant, model_name};
         if (variant == "offload" && rc.stage == 0) continue;  // offload: stages 1-3
-        if (variant == "offload_param" && rc.stage != 3) continue;  // parameter offload: stage 3
+        if ((variant == "offload_param" || variant == "joined") && rc.stage != 3) continue;  // stage 3 only
         const auto [tokens, targets] = make_data(steps, rc.gas, world);
         // The reference sees the global micro-batch: all ranks' samples at once.
         const Reference ref = run_reference(rc, steps, tokens, targets, device);

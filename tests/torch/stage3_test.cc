@@ -14,6 +14,7 @@
 #include "checkpoint/safetensors.h"
 #include "zero/flat_layout.h"
 #include "zero/param_units.h"
+#include "zero/stage3_plan.h"
 #include "zerotrain/engine.h"
 #include "zerotrain/models.h"
 #include "zerotrain/segmented.h"
@@ -464,18 +465,22 @@ struct MlpStack : LayerStack {
   at::Tensor forward(const at::Tensor& x, const at::Tensor& y) { return (run(x) - y).pow(2).mean(); }
 };
 
-std::vector<double> train_mlp(int stage, bool checkpoint) {
+// join_units: stage3_module_granularity_threshold unset (its three layers of 272 elements join into one unit);
+// otherwise 0 (a unit per segment).
+std::vector<double> train_mlp(int stage, bool checkpoint, bool join_units = false) {
   torch::manual_seed(0);
   auto model = std::make_shared<MlpStack>();
   EngineOptions o = single_rank();
   o.activation_checkpointing = checkpoint;
-  auto engine = initialize(model, config(stage), o);
+  std::string cfg = config(stage);
+  if (!join_units) cfg.insert(cfg.find("\"stage3_param"), R"("stage3_module_granularity_threshold": 0, )");
+  auto engine = initialize(model, cfg, o);
   auto gen = at::make_generator<at::CPUGeneratorImpl>(2);
   std::vector<double> losses;
   for (int s = 0; s < 4; ++s) {
     at::Tensor loss = engine.forward(at::randn({4, 16}, gen), at::randn({4, 16}, gen));
     if (stage == 3 && s == 0) {
-      for (const auto& p : model->parameters()) EXPECT_FALSE(has_data(p)) << "a unit per segment, freed after use";
+      for (const auto& p : model->parameters()) EXPECT_FALSE(has_data(p)) << "freed after use (first step)";
     }
     engine.backward(loss);
     engine.step();
@@ -487,9 +492,12 @@ std::vector<double> train_mlp(int stage, bool checkpoint) {
 TEST(Stage3Engine, SegmentedUserModulesGetAUnitPerSegment) {
   const auto want = train_mlp(0, false);
   for (auto [stage, checkpoint] : {std::pair{3, false}, std::pair{3, true}, std::pair{0, true}}) {
-    const auto got = train_mlp(stage, checkpoint);
-    for (size_t i = 0; i < want.size(); ++i) {
-      EXPECT_NEAR(got[i], want[i], 1e-5 * want[i]) << "stage " << stage << " checkpoint " << checkpoint << " step " << i;
+    for (bool join : {false, true}) {
+      const auto got = train_mlp(stage, checkpoint, join);
+      for (size_t i = 0; i < want.size(); ++i) {
+        EXPECT_NEAR(got[i], want[i], 1e-5 * want[i])
+            << "stage " << stage << " checkpoint " << checkpoint << " joined units " << join << " step " << i;
+      }
     }
   }
 }
@@ -503,11 +511,13 @@ class CountingComm final : public Comm {
   void all_reduce(at::Tensor& t, ReduceOp op) override { inner_->all_reduce(t, op); }
   std::unique_ptr<CommWork> reduce_scatter_async(at::Tensor& out, const at::Tensor& in, ReduceOp op) override {
     ++reduce_scatters;
+    ++reduced_tensors;
     return inner_->reduce_scatter_async(out, in, op);
   }
   std::unique_ptr<CommWork> reduce_scatter_coalesced_async(std::vector<at::Tensor>& outs,
                                                            const std::vector<at::Tensor>& ins, ReduceOp op) override {
     ++reduce_scatters;
+    reduced_tensors += static_cast<int>(ins.size());
     return inner_->reduce_scatter_coalesced_async(outs, ins, op);
   }
   std::unique_ptr<CommWork> all_gather_async(at::Tensor& out, const at::Tensor& in) override {
@@ -524,7 +534,7 @@ class CountingComm final : public Comm {
   }
   void broadcast(at::Tensor& t, int root) override { inner_->broadcast(t, root); }
   void barrier() override { inner_->barrier(); }
-  int reduce_scatters = 0, all_gathers = 0;
+  int reduce_scatters = 0, all_gathers = 0, gathered_tensors = 0, reduced_tensors = 0;
 
  private:
   std::shared_ptr<Comm> inner_ = make_single_comm();
@@ -596,6 +606,82 @@ TEST(Stage3Engine, SmallUnitsShareTheirCollectives) {
   for (size_t i = 0; i < losses[0].size(); ++i) EXPECT_NEAR(losses[1][i], losses[0][i], 1e-6) << "step " << i;
   EXPECT_LE(3 * gathers, 2 * 32) << gathers << " gather collectives for 2 x 32 unit gathers";
   EXPECT_LE(3 * reductions, 32) << reductions << " reduce-scatters for 32 units";
+}
+
+TEST(Stage3Engine, SmallNeighbouringUnitsAreGatheredAsOne) {
+  // ManyUnits' 32 layers of 72 elements: with stage3_module_granularity_threshold 0 each is a unit (32 gradient
+  // buckets reduced a step: a unit is one bucket); explicitly 144, 2 layers join (16); unset, with a prefetch bucket of
+  // 2304 elements, up to 2304 / 8 = 288 (4 layers: 8). The losses stay stage 0's; between steps nothing stays
+  // gathered. Without prefetch and with stage3_max_reuse_distance 0 a joined unit is freed once its last layer is
+  // done: after forward only the last unit is gathered (backward starts with it; 2 layers: 160 elements padded).
+  std::vector<double> want;
+  for (const char* threshold : {"", "0", "144", "unset"}) {
+    const int stage = *threshold == 0 ? 0 : 3;
+    const bool unset = std::string(threshold) == "unset";
+    torch::manual_seed(0);
+    auto model = std::make_shared<ManyUnits>();
+    auto comm = std::make_shared<CountingComm>();
+    EngineOptions o;
+    o.comm = comm;
+    o.device = c10::Device(c10::kCPU);
+    const std::string key = unset || stage == 0
+                                ? ""
+                                : std::string(R"("stage3_module_granularity_threshold": )") + threshold + ", ";
+    auto engine = initialize(model, R"({"train_micro_batch_size_per_gpu": 2, "gradient_clipping": 0,
+        "optimizer": {"type": "AdamW", "params": {"lr": 1e-2}}, "zero_optimization": {"stage": )" +
+        std::to_string(stage) + ", " + key + R"("stage3_param_persistence_threshold": 0,
+        "stage3_prefetch_bucket_size": )" + (unset ? "2304" : "0") + R"(, "stage3_max_reuse_distance": 0}})", o);
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(4);
+    std::vector<double> losses;
+    for (int step = 0; step < 3; ++step) {
+      comm->reduced_tensors = 0;
+      at::Tensor loss = engine.forward(at::randn({4, 8}, gen));
+      if (stage == 3 && !unset) {
+        EXPECT_LE(engine.gathered_numel(), 160) << "threshold " << threshold << ": after forward, step " << step;
+      }
+      engine.backward(loss);
+      engine.step();
+      losses.push_back(loss.item<double>());
+      if (stage == 3) EXPECT_EQ(engine.gathered_numel(), 0) << "threshold " << threshold << ": between steps";
+    }
+    if (stage == 0) {
+      want = losses;
+      continue;
+    }
+    const int per_unit = std::string(threshold) == "0" ? 1 : std::string(threshold) == "144" ? 2 : 4;
+    EXPECT_EQ(comm->reduced_tensors, 32 / per_unit) << "threshold " << threshold;
+    for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(losses[i], want[i], 1e-6) << "threshold " << threshold;
+  }
+}
+
+TEST(Stage3Plan, NeighbouringSmallUnitsJoinUpToTheThreshold) {
+  // Segments 0-5 read parameters of 10, 10, 10, 50, 10 and 10 elements (one each); segment 6 reads segment 0's
+  // again; one parameter of 4 elements is persistent, one of 20 no segment reads. Units are laid out last segment
+  // first; with a threshold of 30: {5, 4} (20), {3} (50: not small), {2, 1, 0} (30), then the unread one, then the
+  // persistent one.
+  std::vector<at::Tensor> params;
+  for (int64_t n : {10, 10, 10, 50, 10, 10, 4, 20}) params.push_back(at::zeros({n}));
+  std::vector<std::vector<at::Tensor>> segments;
+  for (int s = 0; s < 6; ++s) segments.push_back({params[s]});
+  segments.push_back({params[0], params[6]});
+  const detail::Stage3Plan plan = detail::plan_stage3(params, segments, {/*persistence*/ 5, INT64_MAX, /*merge*/ 30});
+  using Groups = std::vector<std::vector<int>>;
+  EXPECT_EQ(plan.groups, (Groups{{5, 4}, {3}, {2, 1, 0}, {7}, {6}}));
+  EXPECT_EQ(plan.persistent, (std::vector<bool>{false, false, false, true, true}));
+  EXPECT_EQ(plan.segment_units, (Groups{{2}, {2}, {2}, {1}, {0}, {0}, {2, 4}}));
+  // 0: a unit per segment
+  const detail::Stage3Plan apart = detail::plan_stage3(params, segments, {5, INT64_MAX, 0});
+  EXPECT_EQ(apart.groups, (Groups{{5}, {4}, {3}, {2}, {1}, {0}, {7}, {6}}));
+  EXPECT_EQ(apart.segment_units, (Groups{{5}, {4}, {3}, {2}, {1}, {0}, {5, 7}}));
+  // a joined unit never exceeds the threshold: at 25 two segments of 10 join and a third starts a new unit
+  EXPECT_EQ(detail::plan_stage3(params, segments, {5, INT64_MAX, 25}).groups,
+            (Groups{{5, 4}, {3}, {2, 1}, {0}, {7}, {6}}));
+  // the config's threshold: stage3_module_granularity_threshold when set, else min(prefetch, live) / 8
+  EXPECT_EQ(detail::merge_numel_for(-1, 50'000'000, 1'000'000'000), 6'250'000);
+  EXPECT_EQ(detail::merge_numel_for(-1, 50'000'000, 8'000'000), 1'000'000);
+  EXPECT_EQ(detail::merge_numel_for(-1, 0, 1'000'000'000), 0) << "no prefetch: no joining";
+  EXPECT_EQ(detail::merge_numel_for(0, 50'000'000, 1'000'000'000), 0);
+  EXPECT_EQ(detail::merge_numel_for(1000, 50'000'000, 1'000'000'000), 1000);
 }
 
 }  // namespace

@@ -47,6 +47,20 @@ TEST(Config, OverlapCommDefaultsOnAtStage3) {
   EXPECT_FALSE(off.zero().overlap_comm);
 }
 
+TEST(Config, ModuleGranularityThresholdUnsetJoinsUnitsBelowAnEighthOfPrefetch) {
+  const auto cfg = parse_ok(R"({"train_batch_size": 8, "zero_optimization": {"stage": 3,
+      "stage3_max_live_parameters": 16000000}})");
+  EXPECT_EQ(effective(cfg, "zero_optimization.stage3_module_granularity_threshold"), "2000000");  // 16M / 8
+  EXPECT_EQ(effective_entry(cfg, "zero_optimization.stage3_module_granularity_threshold")->origin,
+            ValueOrigin::kDerived);
+  const auto off = parse_ok(R"({"train_batch_size": 8, "zero_optimization": {"stage": 3,
+      "stage3_module_granularity_threshold": 0}})");
+  EXPECT_EQ(off.zero().module_granularity_threshold, 0);
+  EXPECT_EQ(effective_entry(off, "zero_optimization.stage3_module_granularity_threshold")->origin, ValueOrigin::kFile);
+  const auto below = parse_ok(R"({"train_batch_size": 8, "zero_optimization": {"stage": 2}})");
+  EXPECT_EQ(below.zero().module_granularity_threshold, -1);
+}
+
 TEST(Config, BatchTripleResolvedForWorldSize) {
   const auto cfg = parse_ok(R"({"train_batch_size": 64, "train_micro_batch_size_per_gpu": 4})", {.world_size = 4});
   EXPECT_EQ(cfg.batch().gradient_accumulation_steps, 4);
