@@ -355,6 +355,7 @@ double process_cpu_seconds() {
 struct StepCost {
   double wall = 0, cpu = 0;  // medians, seconds per step
   double engine = 0;         // median engine_host_cpu_seconds() per step: the engine's own accounting
+  double host = 0;           // median time until step() returned (before waiting for the GPU)
 };
 
 void sync(const c10::Device& dev) {
@@ -364,11 +365,12 @@ void sync(const c10::Device& dev) {
 StepCost measure(const std::function<void()>& step, int steps, const c10::Device& dev) {
   for (int i = 0; i < 3; ++i) step();
   sync(dev);
-  std::vector<double> wall, cpu, engine;
+  std::vector<double> wall, cpu, engine, host;
   for (int i = 0; i < steps; ++i) {
     const double c0 = process_cpu_seconds(), e0 = zerotrain::engine_host_cpu_seconds();
     const auto t0 = std::chrono::steady_clock::now();
     step();
+    host.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     sync(dev);
     wall.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     cpu.push_back(process_cpu_seconds() - c0);
@@ -378,7 +380,7 @@ StepCost measure(const std::function<void()>& step, int steps, const c10::Device
     std::sort(v.begin(), v.end());
     return v[v.size() / 2];
   };
-  return {median(wall), median(cpu), median(engine)};
+  return {median(wall), median(cpu), median(engine), median(host)};
 }
 
 // --sample: the same steps again under the host sampler (every rank runs them; rank 0 prints).
@@ -406,34 +408,42 @@ int bench_engine_cpu(int64_t blocks, int64_t width, int64_t tokens, int count_op
   std::shared_ptr<zerotrain::Comm> group = comm == "env" ? zerotrain::make_comm() : zerotrain::make_single_comm();
   const bool report = group->rank() == 0;
   const std::string suffix = comm == "env" ? fmt::format("_world{}", group->world_size()) : std::string();
-  const int kSteps = 20;
   at::manual_seed(0);
   const at::Tensor x = at::randn({tokens, width}, at::TensorOptions(at::kBFloat16).device(dev)) * 0.1;
+  // Every run is built first and stays resident; then rounds measure them in turn (each run kSteps steps a round),
+  // so a machine whose speed drifts (h200-x2 instances differ by up to 1.5x and move within a call) shifts every
+  // run alike; each figure is the median over rounds of a round's median step.
+  struct Run {
+    std::string name;
+    std::shared_ptr<StressModel> model;
+    std::unique_ptr<zerotrain::Engine> engine;
+    std::function<void()> step;
+    bool zerotrain = false;
+    std::vector<StepCost> rounds;
+  };
+  std::vector<Run> runs;
   // Plain LibTorch: bf16 module, forward, backward, one multi-tensor fused AdamW over every parameter.
-  StepCost base;
+  std::vector<at::Tensor> ps, ms, vs, counts;  // counts: one step count per parameter, as the fused kernels want
   {
-    auto model = std::make_shared<StressModel>(blocks, width);
-    model->to(dev, at::kBFloat16);
-    std::vector<at::Tensor> ps = model->parameters(), ms, vs;
+    Run& r = runs.emplace_back();
+    r.name = "libtorch";
+    r.model = std::make_shared<StressModel>(blocks, width);
+    r.model->to(dev, at::kBFloat16);
+    ps = r.model->parameters();
     for (auto& p : ps) {
       ms.push_back(at::zeros_like(p));
       vs.push_back(at::zeros_like(p));
+      counts.push_back(at::zeros({}, at::TensorOptions(at::kFloat).device(dev)));
     }
-    std::vector<at::Tensor> steps;  // one step count per parameter, as the fused kernels want
-    for (size_t k = 0; k < ps.size(); ++k) steps.push_back(at::zeros({}, at::TensorOptions(at::kFloat).device(dev)));
-    auto step_fn = [&] {
+    StressModel* model = r.model.get();
+    r.step = [&ps, &ms, &vs, &counts, model, &x] {
       for (auto& p : ps) p.mutable_grad() = at::Tensor();
       model->forward(x).backward();
       std::vector<at::Tensor> gs;
       for (auto& p : ps) gs.push_back(p.grad());
-      at::_foreach_add_(steps, 1);
-      at::_fused_adamw_(ps, gs, ms, vs, {}, steps, 1e-4, 0.9, 0.999, 0.01, 1e-8, false, false);
+      at::_foreach_add_(counts, 1);
+      at::_fused_adamw_(ps, gs, ms, vs, {}, counts, 1e-4, 0.9, 0.999, 0.01, 1e-8, false, false);
     };
-    base = measure(step_fn, kSteps, dev);
-    if (count_ops) print_op_counts("libtorch", step_fn, count_ops);
-    sample_steps("libtorch", step_fn, kSteps, dev, sample_us, report);
-    if (report) fmt::print("RESULT {{\"bench\": \"engine_cpu\", \"run\": \"libtorch\", \"tensors\": {}, \"step_ms\": {:.3f}, "
-               "\"cpu_ms\": {:.3f}}}\n", ps.size(), base.wall * 1e3, base.cpu * 1e3);
   }
   // --stages: the digits 0-3, and 'a' for stage 3 with a unit per segment (stage3_module_granularity_threshold 0:
   // the stress model's blocks are not joined; run "zerotrain_stage3_apart").
@@ -443,45 +453,81 @@ int bench_engine_cpu(int64_t blocks, int64_t width, int64_t tokens, int count_op
       return 2;
     }
     const int stage = which == 'a' ? 3 : which - '0';
-    const std::string run = fmt::format("zerotrain_stage{}{}{}", stage, which == 'a' ? "_apart" : "", suffix);
     std::string extra_keys = zero_extra;
     if (which == 'a') {
       extra_keys += std::string(extra_keys.empty() ? "" : ", ") + R"("stage3_module_granularity_threshold": 0)";
     }
-    if (dev.is_cuda()) c10::cuda::CUDACachingAllocator::emptyCache();  // each run starts from the same allocator state
-    auto model = std::make_shared<StressModel>(blocks, width);
+    Run& r = runs.emplace_back();
+    r.name = fmt::format("zerotrain_stage{}{}{}", stage, which == 'a' ? "_apart" : "", suffix);
+    r.zerotrain = true;
+    r.model = std::make_shared<StressModel>(blocks, width);
     zerotrain::EngineOptions opts;
     opts.comm = group;
     opts.device = dev;
-    auto engine = zerotrain::initialize(model, fmt::format(
+    r.engine = std::make_unique<zerotrain::Engine>(zerotrain::initialize(r.model, fmt::format(
         R"({{"train_micro_batch_size_per_gpu": 1, "optimizer": {{"type": "AdamW", "params": {{"lr": 1e-4,
             "weight_decay": 0.01}}}}, "gradient_clipping": 1.0, "bf16": {{"enabled": true}},
             "zero_optimization": {{"stage": {}, "overlap_comm": true{}}}}})", stage,
         (persistence < 0 ? std::string() : fmt::format(R"(, "stage3_param_persistence_threshold": {})", persistence)) +
             (extra_keys.empty() ? std::string() : ", " + extra_keys)),
-        opts);
-    auto step_fn = [&] {
-      engine.backward(engine.forward(x));
-      engine.step();
+        opts));
+    zerotrain::Engine* engine = r.engine.get();
+    r.step = [engine, &x] {
+      engine->backward(engine->forward(x));
+      engine->step();
     };
-    // Step and process times as users run it (accounting off), then the engine's own accounting (its clock reads,
-    // two system calls per hook, included in what it counts).
-    zerotrain::set_engine_host_accounting(false);
-    StepCost c = measure(step_fn, kSteps, dev);
-    zerotrain::set_engine_host_accounting(true);
-    c.engine = measure(step_fn, kSteps, dev).engine;
-    zerotrain::set_engine_host_accounting(false);
-    if (count_ops) print_op_counts(run.c_str(), step_fn, count_ops);
-    sample_steps(run, step_fn, kSteps, dev, sample_us, report);
+  }
+  constexpr int kRounds = 5, kSteps = 8;
+  for (int round = 0; round < kRounds; ++round) {
+    for (Run& r : runs) {
+      // Step and process times as users run it (accounting off), then the engine's own accounting (its clock reads,
+      // two system calls per hook, included in what it counts).
+      zerotrain::set_engine_host_accounting(false);
+      StepCost c = measure(r.step, kSteps, dev);
+      if (r.zerotrain) {
+        zerotrain::set_engine_host_accounting(true);
+        c.engine = measure(r.step, kSteps, dev).engine;
+        zerotrain::set_engine_host_accounting(false);
+      }
+      r.rounds.push_back(c);
+    }
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  auto over_rounds = [&](const Run& r) {
+    std::vector<double> wall, cpu, engine, host;
+    for (const StepCost& c : r.rounds) {
+      wall.push_back(c.wall);
+      cpu.push_back(c.cpu);
+      engine.push_back(c.engine);
+      host.push_back(c.host);
+    }
+    return StepCost{median(wall), median(cpu), median(engine), median(host)};
+  };
+  const StepCost base = over_rounds(runs.front());
+  for (Run& r : runs) {
+    if (count_ops) print_op_counts(r.name.c_str(), r.step, count_ops);
+    sample_steps(r.name, r.step, 20, dev, sample_us, report);
     if (!report) continue;
+    const StepCost c = over_rounds(r);
+    if (!r.zerotrain) {
+      fmt::print("RESULT {{\"bench\": \"engine_cpu\", \"run\": \"libtorch\", \"tensors\": {}, \"step_ms\": {:.3f}, "
+                 "\"host_ms\": {:.3f}, \"cpu_ms\": {:.3f}, \"rounds\": {}}}\n", ps.size(), c.wall * 1e3, c.host * 1e3,
+                 c.cpu * 1e3, kRounds);
+      continue;
+    }
     const double extra = c.cpu - base.cpu;
     // engine_host_ms: the engine's own thread-CPU accounting (zerotrain/profile.h); engine_cpu_ms: the process CPU
-    // time over the plain LibTorch loop's (noisier: every thread of the process, the allocator's work included)
+    // time over the plain LibTorch loop's (noisier: every thread of the process, the allocator's work included);
+    // host_ms: until step() returned (the rest of step_ms is the GPU finishing what was launched)
     fmt::print("RESULT {{\"bench\": \"engine_cpu\", \"run\": \"{}\", \"tensors\": {}, "
-               "\"step_ms\": {:.3f}, \"cpu_ms\": {:.3f}, \"engine_host_ms\": {:.3f}, \"engine_host_of_step\": {:.4f}, "
-               "\"engine_cpu_ms\": {:.3f}, \"engine_cpu_of_step\": {:.4f}, \"step_vs_libtorch\": {:.3f}}}\n",
-               run, model->parameters().size(), c.wall * 1e3, c.cpu * 1e3, c.engine * 1e3, c.engine / c.wall,
-               extra * 1e3, extra / c.wall, base.wall / c.wall);
+               "\"step_ms\": {:.3f}, \"host_ms\": {:.3f}, \"cpu_ms\": {:.3f}, \"engine_host_ms\": {:.3f}, "
+               "\"engine_host_of_step\": {:.4f}, \"engine_cpu_ms\": {:.3f}, \"engine_cpu_of_step\": {:.4f}, "
+               "\"step_vs_libtorch\": {:.3f}, \"rounds\": {}}}\n",
+               r.name, r.model->parameters().size(), c.wall * 1e3, c.host * 1e3, c.cpu * 1e3, c.engine * 1e3,
+               c.engine / c.wall, extra * 1e3, extra / c.wall, base.wall / c.wall, kRounds);
   }
   return 0;
 }
