@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "engine/host_clock.h"
+#include "torch/batched_copy.h"
 
 namespace zerotrain::detail {
 namespace {
@@ -166,18 +167,18 @@ void GradReducer::on_grad_ready(int p) {
         pending_zeros_.push_back(range_of(staging, offset, numel));
       }
     }
-    at::Tensor dest = region_of(staging, slot.offset - bucket.begin, grad_c);
+    const int64_t offset = slot.offset - bucket.begin;
     if (reported_[p]) {
-      land_pending();        // its first part may still be waiting
-      dest.add_(grad_c);  // a further part of the same gradient (see the note)
-    } else if (slot.numel < kPackNumel && grad_c.scalar_type() == dest.scalar_type()) {
-      // Small gradients wait and land together: one multi-tensor copy instead of a kernel launch each.
+      land_pending();                                   // its first part may still be waiting
+      region_of(staging, offset, grad_c).add_(grad_c);  // a further part of the same gradient (see the note)
+    } else if (slot.numel < kPackNumel && grad_c.scalar_type() == staging.scalar_type()) {
+      // Small gradients wait and land together: one batched copy (no view per gradient) instead of a kernel each.
       if (pending_numel_ + slot.numel > kPackNumel) land_pending();
-      pending_dests_.push_back(std::move(dest));
+      pending_dests_.push_back(static_cast<char*>(staging.data_ptr()) + offset * staging.element_size());
       pending_grads_.push_back(grad_c);
       pending_numel_ += slot.numel;
     } else {
-      dest.copy_(grad_c);
+      region_of(staging, offset, grad_c).copy_(grad_c);
     }
   }
   param.mutable_grad().reset();  // the flat buffers hold it now
@@ -196,19 +197,23 @@ void GradReducer::land_pending() {
     } else {
       at::Tensor region = range_of(acc_, span_begin_, span_end_ - span_begin_);
       at::Tensor packed = at::empty({span_end_ - span_begin_}, pending_grads_.front().options());
-      std::vector<at::Tensor> dests;
-      dests.reserve(pending_grads_.size());
+      char* base = static_cast<char*>(packed.data_ptr());
+      spans_.clear();
       for (size_t i = 0; i < pending_grads_.size(); ++i) {
-        dests.push_back(region_of(packed, pending_offsets_[i] - span_begin_, pending_grads_[i]));
+        spans_.push_back({pending_grads_[i].const_data_ptr(), base + (pending_offsets_[i] - span_begin_) * packed.element_size(),
+                          static_cast<int64_t>(pending_grads_[i].nbytes())});
       }
-      at::_foreach_copy_(dests, pending_grads_);
+      copy_spans(spans_, packed.device());
       region.add_(packed);
     }
     pending_offsets_.clear();
-  } else if (pending_grads_.size() == 1) {
-    pending_dests_.front().copy_(pending_grads_.front());
   } else {
-    at::_foreach_copy_(pending_dests_, pending_grads_);
+    spans_.clear();
+    for (size_t i = 0; i < pending_grads_.size(); ++i) {
+      spans_.push_back({pending_grads_[i].const_data_ptr(), pending_dests_[i],
+                        static_cast<int64_t>(pending_grads_[i].nbytes())});
+    }
+    copy_spans(spans_, pending_grads_.front().device());
   }
   pending_dests_.clear();
   pending_grads_.clear();

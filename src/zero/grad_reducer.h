@@ -28,6 +28,7 @@
 #include <mutex>
 #include <vector>
 
+#include "torch/batched_copy.h"
 #include "zero/flat_layout.h"
 #include "zerotrain/comm.h"
 
@@ -107,15 +108,17 @@ class GradReducer {
   std::vector<at::Tensor> pending_zeros_;
 
   // Gradients smaller than kPackNumel wait here, moved out of param.grad, and land together: stages 2-3 copy them
-  // into their staging ranges with one multi-tensor copy (`_foreach_copy_`: one kernel launch on CUDA for many
-  // tensors); stages 0-1 take a run of neighbouring slots (they arrive in layout order), pack it with one such copy
-  // and add it to the accumulation buffer with one kernel. They land when kPackNumel elements wait (stages 0-1: or
+  // into their staging ranges with one batched copy (copy_spans, torch/batched_copy.h: one kernel launch on CUDA for
+  // many gradients, no tensor view per gradient); stages 0-1 take a run of neighbouring slots (they arrive in layout
+  // order), pack it with one such copy and add it to the accumulation buffer with one kernel. They land when kPackNumel elements wait (stages 0-1: or
   // the next one is not a neighbour or has another dtype), before a bucket is reduced, when a later part of one
   // arrives, and after backward. A landing kernel per parameter was most of the engine's host time per parameter
   // on a GPU (a launch is ~5-8 us); the price is at most kPackNumel elements of gradients held a little longer
   // (and, at stages 0-1, packed once more). Larger gradients land at once, as before.
   static constexpr int64_t kPackNumel = int64_t{1} << 24;
-  std::vector<at::Tensor> pending_dests_, pending_grads_;  // pending_dests_: stages 2-3
+  std::vector<at::Tensor> pending_grads_;
+  std::vector<void*> pending_dests_;                       // stages 2-3: where each lands in its bucket's staging
+  std::vector<CopySpan> spans_;                            // land_pending's copies (kept: no allocation per landing)
   std::vector<int64_t> pending_offsets_;                   // stages 0-1: each one's slot offset
   int64_t span_begin_ = 0, span_end_ = 0;                  // stages 0-1: the run they cover
   int64_t pending_numel_ = 0;                              // stages 2-3

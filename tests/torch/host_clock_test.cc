@@ -219,9 +219,10 @@ void copy_exit(const at::RecordFunction& fn, at::ObserverContext*) {
   if (std::string_view(fn.name()) == "aten::_foreach_copy_") --t_in_foreach;
 }
 
-// Small gradients land in the flat buffers together (one multi-tensor copy on CUDA: one kernel launch; stages
-// 0-1 then one add), not with a copy or add per parameter (a launch each: most of the engine's host time per
-// parameter on a GPU).
+// Small gradients land in the flat buffers together (one batched copy, torch/batched_copy.h: one kernel launch on
+// CUDA and no ATen call or view per gradient; stages 0-1 then one add), not with a copy or add per parameter (a
+// launch each: most of the engine's host time per parameter on a GPU). What trains correctly is the parity grid's
+// business; this counts what lands them.
 TEST(EngineHostCalls, SmallGradientsLandTogether) {
   const auto handle = at::addGlobalCallback(
       at::RecordFunctionCallback(copy_enter, copy_exit).scopes({at::RecordScope::FUNCTION}));
@@ -240,7 +241,8 @@ TEST(EngineHostCalls, SmallGradientsLandTogether) {
                 static_cast<long>(small_copies), static_cast<long>(copies_), static_cast<long>(small_foreach),
                 static_cast<long>(foreach_));
     EXPECT_LE(copies_ - small_copies, (other + 1) * 32) << "stage " << stage << ": a copy per parameter";
-    EXPECT_GE(foreach_, 1) << "stage " << stage;
+    // and no multi-tensor copy for them either (the stage-3 gathers' casts are one per batch of units)
+    EXPECT_LE(foreach_ - small_foreach, stage == 3 ? 8 : 0) << "stage " << stage;
   }
   at::removeCallback(handle);
 }
