@@ -130,7 +130,10 @@ int64_t head_parameters(const ModelShape& s) {
 }
 
 // The largest stage-3 gather unit: zerotrain gathers the embedding, each block, and the head (final norm
-// + LM head; a tied head gathers the embedding's matrix again) as one unit each, FSDP-style.
+// + LM head; a tied head gathers the embedding's matrix again) as one unit each, FSDP-style. (Blocks smaller than
+// stage3_module_granularity_threshold, by default an eighth of the prefetch bucket, join their neighbours into units
+// of up to that size: not modelled here; it only happens to models whose blocks are far below the prefetch bucket,
+// and adds at most twice that many 16-bit elements to the buffers below.)
 int64_t largest_unit_parameters(const ModelShape& s) {
   const int64_t head_gathered = add(head_parameters(s), s.tie_embeddings ? mul(s.vocab, s.hidden) : 0);
   return std::max({embedding_parameters(s), block_parameters(s), head_gathered});

@@ -3,7 +3,7 @@
 // [Note: gradient path]
 // A post-accumulate hook on every trainable parameter (on its AccumulateGrad node, as c10d's DDP Reducer does)
 // takes param.grad the moment autograd has produced it and moves it into a flat buffer (small ones a few at a time,
-// with one multi-tensor copy: see pending_grads_), freeing param.grad:
+// with one batched copy: see pending_grads_), freeing param.grad:
 //   stage 0/1: added into the full fp32 accumulation buffer `acc_`; reduced only on the accumulation boundary
 //              (stage 0: all-reduce in place; stage 1: reduce-scatter into this rank's fp32 gradient shard);
 //   stage 2/3: added into a per-bucket staging buffer in the communication dtype and reduce-scattered on EVERY
