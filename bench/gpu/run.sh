@@ -23,6 +23,8 @@
 # ZT_PY_WORKERS=0 skips the Python package's GPU workers (the package is still built for the other parts).
 # ZT_PEER_LIST picks the 1.1B peers (ddp zero1 fsdp2 fsdp2_noreshard), ZT_CPP_STAGES the C++ model's stages.
 # ZT_SAMPLE=US: micro cpu/cpu_world also profile each run's host CPU (bench/host_sampler.h; SAMPLE lines).
+# ZT_ZERO_EXTRA='"key": value, ...': more zero_optimization keys for micro cpu/cpu_world (e.g. a larger
+# "stage3_prefetch_bucket_size": fewer, larger collectives a step).
 set -uo pipefail
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -108,9 +110,11 @@ if [ "${ZT_MICRO:-1}" = 1 ]; then
       comm) "$ZT" launch --no_local_rank build-gpu/bench/micro_bench comm >"$OUT/micro_comm.log" 2>&1 ;;
       # ZT_SAMPLE=US: each run also under the host sampler (bench/host_sampler.h), a sample every US us of CPU.
       cpu) build-gpu/bench/micro_bench engine_cpu ${ZT_COUNT_OPS:+--count-ops $ZT_COUNT_OPS} ${ZT_SAMPLE:+--sample $ZT_SAMPLE} \
+             ${ZT_ZERO_EXTRA:+--zero-extra "$ZT_ZERO_EXTRA"} \
              >"$OUT/micro_cpu.log" 2>&1 ;;
       # The same on every GPU (nccl): stage 3's collectives per unit cost host time that a single rank does not show.
       cpu_world) "$ZT" launch --no_local_rank build-gpu/bench/micro_bench engine_cpu --comm env --stages 23a ${ZT_SAMPLE:+--sample $ZT_SAMPLE} \
+                   ${ZT_ZERO_EXTRA:+--zero-extra "$ZT_ZERO_EXTRA"} \
                    >"$OUT/micro_cpu_world.log" 2>&1 ;;
       # FSDP2's and DDP's host CPU time on the same stress model, every GPU (bench/peers/host_anchor.py): the peers
       # of cpu_world's engine_cpu_ms.
