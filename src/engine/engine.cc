@@ -163,7 +163,8 @@ Engine::Engine(std::shared_ptr<torch::nn::Module> model, torch::nn::AnyModule fo
     const detail::Stage3Plan plan = detail::plan_stage3(
         m.params, segmented ? segmented->segment_parameters() : std::vector<std::vector<at::Tensor>>{},
         {z.param_persistence_threshold, z.model_persistence_threshold,
-         detail::merge_numel_for(z.module_granularity_threshold, z.prefetch_bucket_size, z.max_live_parameters)});
+         detail::merge_numel_for(z.module_granularity_threshold, z.prefetch_bucket_size, z.max_live_parameters),
+         int64_t{world} * detail::kChunkAlign});
     m.layout = std::make_unique<detail::FlatLayout>(numels, plan.groups, world, m.comm->rank(), z.reduce_bucket_size);
     m.units = std::make_unique<detail::ParamUnits>(
         *m.layout, m.params, plan.persistent, m.comm,

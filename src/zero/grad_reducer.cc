@@ -136,7 +136,7 @@ void GradReducer::on_grad_ready(int p) {
   // on small tensors is host-bound.
   const at::Tensor grad_c = grad.is_contiguous() ? grad : grad.reshape({-1});  // contiguous
   if (settings_.stage <= 1) {
-    if (reported_[p] || slot.numel >= kPackNumel) {
+    if (reported_[p] || slot.numel >= kPackNumel || grad_c.is_neg() || grad_c.is_conj()) {  // (packing byte-copies)
       land_pending();
       region_of(acc_, slot.offset, grad_c).add_(grad_c);
     } else {
@@ -171,7 +171,8 @@ void GradReducer::on_grad_ready(int p) {
     if (reported_[p]) {
       land_pending();                                   // its first part may still be waiting
       region_of(staging, offset, grad_c).add_(grad_c);  // a further part of the same gradient (see the note)
-    } else if (slot.numel < kPackNumel && grad_c.scalar_type() == staging.scalar_type()) {
+    } else if (slot.numel < kPackNumel && grad_c.scalar_type() == staging.scalar_type() && !grad_c.is_neg() &&
+               !grad_c.is_conj()) {  // (a byte copy: no lazy negation or conjugation bit to apply)
       // Small gradients wait and land together: one batched copy (no view per gradient) instead of a kernel each.
       if (pending_numel_ + slot.numel > kPackNumel) land_pending();
       pending_dests_.push_back(static_cast<char*>(staging.data_ptr()) + offset * staging.element_size());

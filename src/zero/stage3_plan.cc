@@ -39,6 +39,8 @@ Stage3Plan plan_stage3(const std::vector<at::Tensor>& params, const std::vector<
   // join (see [Note: small units]): `open` collects them while the joined unit stays within merge_numel.
   std::vector<int> open;
   int64_t open_numel = 0;
+  const int64_t pad = std::max<int64_t>(1, options.pad);
+  const auto padded = [pad](int64_t numel) { return (numel + pad - 1) / pad * pad; };
   for (int s = num_segments - 1; s >= 0; --s) {
     std::vector<int> members;
     int64_t numel = 0;
@@ -49,8 +51,8 @@ Stage3Plan plan_stage3(const std::vector<at::Tensor>& params, const std::vector<
       }
     }
     if (members.empty()) continue;
-    const bool small = numel < options.merge_numel;
-    if (!open.empty() && (!small || open_numel + numel > options.merge_numel)) {
+    const bool small = padded(numel) < options.merge_numel;
+    if (!open.empty() && (!small || padded(open_numel + numel) > options.merge_numel)) {
       add_unit(std::move(open), false);
       open.clear();
       open_numel = 0;

@@ -20,6 +20,9 @@ struct Stage3PlanOptions {
   // Neighbouring segments' units of fewer elements than this are joined into one unit of at most this many
   // elements (gathered, freed and reduced as one); 0 keeps a unit per segment. See merge_numel_for.
   int64_t merge_numel = 0;
+  // The layout pads each unit's buckets to a multiple of world_size x kChunkAlign elements (flat_layout.h): sizes are
+  // compared with merge_numel rounded up to a multiple of this, so a joined unit stays within it as ParamUnits sees it.
+  int64_t pad = 1;
 };
 
 // `params`: the trainable parameters (registration order). `segments`: the parameters each forward segment reads,

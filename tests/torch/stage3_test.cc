@@ -234,18 +234,22 @@ EngineOptions single_rank() {
   return o;
 }
 
-std::string config(int stage, const std::string& optimizer = R"({"type": "AdamW", "params": {"lr": 1e-2}})") {
+// A unit per segment (stage3_module_granularity_threshold 0): these tests are about several units; unset, the
+// default prefetch bucket would join a tiny model's blocks into one (join_units).
+std::string config(int stage, const std::string& optimizer = R"({"type": "AdamW", "params": {"lr": 1e-2}})",
+                   bool join_units = false) {
   return R"({"train_micro_batch_size_per_gpu": 2, "optimizer": )" + optimizer +
          R"(, "zero_optimization": {"stage": )" + std::to_string(stage) +
+         (join_units ? "" : R"(, "stage3_module_granularity_threshold": 0)") +
          R"(, "stage3_param_persistence_threshold": 0}})";
 }
 
-std::vector<double> train(int stage, bool checkpoint, int steps) {
+std::vector<double> train(int stage, bool checkpoint, int steps, bool join_units = false) {
   torch::manual_seed(0);
   auto model = make_model(model_spec("llama-tiny"));
   EngineOptions o = single_rank();
   o.activation_checkpointing = checkpoint;
-  auto engine = initialize(model, config(stage), o);
+  auto engine = initialize(model, config(stage, R"({"type": "AdamW", "params": {"lr": 1e-2}})", join_units), o);
   auto gen = at::make_generator<at::CPUGeneratorImpl>(5);
   std::vector<double> losses;
   for (int s = 0; s < steps; ++s) {
@@ -261,8 +265,12 @@ std::vector<double> train(int stage, bool checkpoint, int steps) {
 TEST(Stage3Engine, MatchesStage0OnOneRankWithAndWithoutCheckpointing) {
   const auto want = train(0, false, 4);
   for (bool checkpoint : {false, true}) {
-    const auto got = train(3, checkpoint, 4);
-    for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-5 * want[i]) << "step " << i;
+    for (bool join : {false, true}) {  // a unit per block; all blocks joined into one (unset threshold)
+      const auto got = train(3, checkpoint, 4, join);
+      for (size_t i = 0; i < want.size(); ++i) {
+        EXPECT_NEAR(got[i], want[i], 1e-5 * want[i]) << "checkpoint " << checkpoint << " joined " << join << " step " << i;
+      }
+    }
   }
   const auto ckpt0 = train(0, true, 4);
   for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(ckpt0[i], want[i], 1e-5 * want[i]) << "step " << i;
@@ -472,9 +480,7 @@ std::vector<double> train_mlp(int stage, bool checkpoint, bool join_units = fals
   auto model = std::make_shared<MlpStack>();
   EngineOptions o = single_rank();
   o.activation_checkpointing = checkpoint;
-  std::string cfg = config(stage);
-  if (!join_units) cfg.insert(cfg.find("\"stage3_param"), R"("stage3_module_granularity_threshold": 0, )");
-  auto engine = initialize(model, cfg, o);
+  auto engine = initialize(model, config(stage, R"({"type": "AdamW", "params": {"lr": 1e-2}})", join_units), o);
   auto gen = at::make_generator<at::CPUGeneratorImpl>(2);
   std::vector<double> losses;
   for (int s = 0; s < 4; ++s) {
@@ -610,12 +616,13 @@ TEST(Stage3Engine, SmallUnitsShareTheirCollectives) {
 
 TEST(Stage3Engine, SmallNeighbouringUnitsAreGatheredAsOne) {
   // ManyUnits' 32 layers of 72 elements: with stage3_module_granularity_threshold 0 each is a unit (32 gradient
-  // buckets reduced a step: a unit is one bucket); explicitly 144, 2 layers join (16); unset, with a prefetch bucket of
-  // 2304 elements, up to 2304 / 8 = 288 (4 layers: 8). The losses stay stage 0's; between steps nothing stays
+  // buckets reduced a step: a unit is one bucket); explicitly 160, 2 layers join (16: 144 elements, 160 as the
+  // layout pads them); unset, with a prefetch bucket of 2304 elements, up to 2304 / 8 = 288 (4 layers: 8). The
+  // losses stay stage 0's; between steps nothing stays
   // gathered. Without prefetch and with stage3_max_reuse_distance 0 a joined unit is freed once its last layer is
   // done: after forward only the last unit is gathered (backward starts with it; 2 layers: 160 elements padded).
   std::vector<double> want;
-  for (const char* threshold : {"", "0", "144", "unset"}) {
+  for (const char* threshold : {"", "0", "160", "unset"}) {
     const int stage = *threshold == 0 ? 0 : 3;
     const bool unset = std::string(threshold) == "unset";
     torch::manual_seed(0);
@@ -648,7 +655,7 @@ TEST(Stage3Engine, SmallNeighbouringUnitsAreGatheredAsOne) {
       want = losses;
       continue;
     }
-    const int per_unit = std::string(threshold) == "0" ? 1 : std::string(threshold) == "144" ? 2 : 4;
+    const int per_unit = std::string(threshold) == "0" ? 1 : std::string(threshold) == "160" ? 2 : 4;
     EXPECT_EQ(comm->reduced_tensors, 32 / per_unit) << "threshold " << threshold;
     for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(losses[i], want[i], 1e-6) << "threshold " << threshold;
   }
@@ -675,6 +682,9 @@ TEST(Stage3Plan, NeighbouringSmallUnitsJoinUpToTheThreshold) {
   EXPECT_EQ(apart.segment_units, (Groups{{5}, {4}, {3}, {2}, {1}, {0}, {5, 7}}));
   // a joined unit never exceeds the threshold: at 25 two segments of 10 join and a third starts a new unit
   EXPECT_EQ(detail::plan_stage3(params, segments, {5, INT64_MAX, 25}).groups,
+            (Groups{{5, 4}, {3}, {2, 1}, {0}, {7}, {6}}));
+  // sizes as the layout pads them (here to multiples of 8): 10 -> 16, 20 -> 24, 30 -> 32 > 30
+  EXPECT_EQ(detail::plan_stage3(params, segments, {5, INT64_MAX, 30, /*pad*/ 8}).groups,
             (Groups{{5, 4}, {3}, {2, 1}, {0}, {7}, {6}}));
   // the config's threshold: stage3_module_granularity_threshold when set, else min(prefetch, live) / 8
   EXPECT_EQ(detail::merge_numel_for(-1, 50'000'000, 1'000'000'000), 6'250'000);
