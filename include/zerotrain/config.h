@@ -154,6 +154,13 @@ struct OffloadParamConfig {
   bool pin_memory = true;
 };
 
+// Stage 3's unit-joining size when stage3_module_granularity_threshold is unset: an eighth of the smaller of the
+// prefetch bucket and the live-parameter limit, the size below which prefetch gathers units in batches anyway
+// (src/zero/stage3_plan.h, [Note: small units]).
+inline int64_t default_module_granularity_threshold(int64_t prefetch_bucket_size, int64_t max_live_parameters) {
+  return (prefetch_bucket_size < max_live_parameters ? prefetch_bucket_size : max_live_parameters) / 8;
+}
+
 // zero_optimization.
 struct ZeroConfig {
   int stage = 0;

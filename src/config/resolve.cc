@@ -208,7 +208,7 @@ void resolve_effective(const JsonDocument& doc, Config::Data& data, Diagnostics&
     const Json* live = find_path(data.effective_json, "zero_optimization.stage3_max_live_parameters");
     if (stage != nullptr && as_integer(*stage) == 3 && prefetch != nullptr && live != nullptr &&
         as_integer(*prefetch) && as_integer(*live)) {
-      const int64_t merge = std::min(*as_integer(*prefetch), *as_integer(*live)) / 8;
+      const int64_t merge = default_module_granularity_threshold(*as_integer(*prefetch), *as_integer(*live));
       e->value_json = std::to_string(merge);
       e->origin = ValueOrigin::kDerived;
       e->note = "unset: stage 3 joins neighbouring units below min(stage3_prefetch_bucket_size, "

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <unordered_map>
 
+#include "zerotrain/config.h"
+
 namespace zerotrain::detail {
 
 Stage3Plan plan_stage3(const std::vector<at::Tensor>& params, const std::vector<std::vector<at::Tensor>>& segments,
@@ -91,7 +93,7 @@ Stage3Plan plan_stage3(const std::vector<at::Tensor>& params, const std::vector<
 
 int64_t merge_numel_for(int64_t granularity_threshold, int64_t prefetch_bucket_size, int64_t max_live_parameters) {
   if (granularity_threshold >= 0) return granularity_threshold;
-  return std::min(prefetch_bucket_size, max_live_parameters) / 8;
+  return default_module_granularity_threshold(prefetch_bucket_size, max_live_parameters);
 }
 
 }  // namespace zerotrain::detail

@@ -582,6 +582,18 @@ struct ManyUnits : LayerStack {
   at::Tensor forward(const at::Tensor& x) { return run(x).pow(2).mean(); }
 };
 
+// ManyUnits trained by AdamW (no clipping) at `stage` with the given extra zero_optimization keys, its collectives
+// counted by `comm`.
+Engine many_units_engine(const std::shared_ptr<ManyUnits>& model, const std::shared_ptr<CountingComm>& comm, int stage,
+                         const std::string& zero_keys) {
+  EngineOptions o;
+  o.comm = comm;
+  o.device = c10::Device(c10::kCPU);
+  return initialize(model, R"({"train_micro_batch_size_per_gpu": 2, "gradient_clipping": 0,
+      "optimizer": {"type": "AdamW", "params": {"lr": 1e-2}}, "zero_optimization": {"stage": )" +
+      std::to_string(stage) + R"(, "stage3_param_persistence_threshold": 0, )" + zero_keys + "}}", o);
+}
+
 TEST(Stage3Engine, SmallUnitsShareTheirCollectives) {
   // 32 units of 72 elements (96 in the layout), prefetch bucket 8 units: after the first step (no recorded order),
   // gathers and reductions go 3 or more units to a collective on average (one each without batching); losses equal
@@ -592,13 +604,8 @@ TEST(Stage3Engine, SmallUnitsShareTheirCollectives) {
     torch::manual_seed(0);
     auto model = std::make_shared<ManyUnits>();
     auto comm = std::make_shared<CountingComm>();
-    EngineOptions o;
-    o.comm = comm;
-    o.device = c10::Device(c10::kCPU);
-    auto engine = initialize(model, R"({"train_micro_batch_size_per_gpu": 2, "gradient_clipping": 0,
-        "optimizer": {"type": "AdamW", "params": {"lr": 1e-2}}, "zero_optimization": {"stage": )" +
-        std::to_string(stage) + R"(, "stage3_param_persistence_threshold": 0, "stage3_prefetch_bucket_size": 768,
-        "stage3_max_reuse_distance": 0}})", o);
+    auto engine = many_units_engine(model, comm, stage,
+                                    R"("stage3_prefetch_bucket_size": 768, "stage3_max_reuse_distance": 0)");
     auto gen = at::make_generator<at::CPUGeneratorImpl>(4);
     for (int step = 0; step < 3; ++step) {
       if (step == 2) comm->all_gathers = comm->reduce_scatters = 0;
@@ -628,16 +635,12 @@ TEST(Stage3Engine, SmallNeighbouringUnitsAreGatheredAsOne) {
     torch::manual_seed(0);
     auto model = std::make_shared<ManyUnits>();
     auto comm = std::make_shared<CountingComm>();
-    EngineOptions o;
-    o.comm = comm;
-    o.device = c10::Device(c10::kCPU);
     const std::string key = unset || stage == 0
                                 ? ""
                                 : std::string(R"("stage3_module_granularity_threshold": )") + threshold + ", ";
-    auto engine = initialize(model, R"({"train_micro_batch_size_per_gpu": 2, "gradient_clipping": 0,
-        "optimizer": {"type": "AdamW", "params": {"lr": 1e-2}}, "zero_optimization": {"stage": )" +
-        std::to_string(stage) + ", " + key + R"("stage3_param_persistence_threshold": 0,
-        "stage3_prefetch_bucket_size": )" + (unset ? "2304" : "0") + R"(, "stage3_max_reuse_distance": 0}})", o);
+    auto engine = many_units_engine(model, comm, stage,
+                                    key + R"("stage3_prefetch_bucket_size": )" + (unset ? "2304" : "0") +
+                                        R"(, "stage3_max_reuse_distance": 0)");
     auto gen = at::make_generator<at::CPUGeneratorImpl>(4);
     std::vector<double> losses;
     for (int step = 0; step < 3; ++step) {
