@@ -7,7 +7,8 @@
 //   micro_bench engine_cpu [--blocks B --width D --tokens T --count-ops TOP --persistence N --stages 0123a
 //                           --comm single|env]   (env: under `zerotrain launch --no_local_rank`, every rank)
 //                                    one GPU: the engine's host CPU time per step on a model of 2B small tensors
-//                                    (--stages: a = stage 3 with a unit per block, not joined; --count-ops: the
+//                                    (--stages: a = stage 3 with a unit per block, not joined, b = joined up to
+//                                    25M elements; --count-ops: the
 //                                    TOP most called ATen operators of one step of each run;
 //                                    --zero-extra '"key": value, ...': more zero_optimization keys;
 //                                    --sample US: a sampling profile of each run's host CPU, every US microseconds
@@ -445,20 +446,22 @@ int bench_engine_cpu(int64_t blocks, int64_t width, int64_t tokens, int count_op
       at::_fused_adamw_(ps, gs, ms, vs, {}, counts, 1e-4, 0.9, 0.999, 0.01, 1e-8, false, false);
     };
   }
-  // --stages: the digits 0-3, and 'a' for stage 3 with a unit per segment (stage3_module_granularity_threshold 0:
-  // the stress model's blocks are not joined; run "zerotrain_stage3_apart").
+  // --stages: the digits 0-3, 'a' for stage 3 with a unit per segment (stage3_module_granularity_threshold 0: the
+  // stress model's blocks are not joined; run "zerotrain_stage3_apart"), 'b' for stage 3 with units joined up to
+  // 25M elements (half the default prefetch bucket, 4x the unset threshold; run "zerotrain_stage3_big").
   for (const char which : stages) {
-    if (which != 'a' && (which < '0' || which > '3')) {
-      fmt::print(stderr, "micro_bench engine_cpu: --stages {}: allowed the digits 0-3 and a\n", stages);
+    if (which != 'a' && which != 'b' && (which < '0' || which > '3')) {
+      fmt::print(stderr, "micro_bench engine_cpu: --stages {}: allowed the digits 0-3, a and b\n", stages);
       return 2;
     }
-    const int stage = which == 'a' ? 3 : which - '0';
+    const int stage = which == 'a' || which == 'b' ? 3 : which - '0';
     std::string extra_keys = zero_extra;
-    if (which == 'a') {
-      extra_keys += std::string(extra_keys.empty() ? "" : ", ") + R"("stage3_module_granularity_threshold": 0)";
+    if (which == 'a' || which == 'b') {
+      extra_keys += std::string(extra_keys.empty() ? "" : ", ") + R"("stage3_module_granularity_threshold": )" +
+                    (which == 'a' ? "0" : "25000000");
     }
     Run& r = runs.emplace_back();
-    r.name = fmt::format("zerotrain_stage{}{}{}", stage, which == 'a' ? "_apart" : "", suffix);
+    r.name = fmt::format("zerotrain_stage{}{}{}", stage, which == 'a' ? "_apart" : which == 'b' ? "_big" : "", suffix);
     r.zerotrain = true;
     r.model = std::make_shared<StressModel>(blocks, width);
     zerotrain::EngineOptions opts;

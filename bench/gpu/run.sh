@@ -109,11 +109,13 @@ if [ "${ZT_MICRO:-1}" = 1 ]; then
       opt|layers|unit_floor) build-gpu/bench/micro_bench $m >"$OUT/micro_$m.log" 2>&1 ;;
       comm) "$ZT" launch --no_local_rank build-gpu/bench/micro_bench comm >"$OUT/micro_comm.log" 2>&1 ;;
       # ZT_SAMPLE=US: each run also under the host sampler (bench/host_sampler.h), a sample every US us of CPU.
-      cpu) build-gpu/bench/micro_bench engine_cpu ${ZT_COUNT_OPS:+--count-ops $ZT_COUNT_OPS} ${ZT_SAMPLE:+--sample $ZT_SAMPLE} \
+      # ZT_CPU_STAGES / ZT_CPU_WORLD_STAGES: engine_cpu's --stages for cpu / cpu_world (digits 0-3, a, b).
+      cpu) build-gpu/bench/micro_bench engine_cpu --stages "${ZT_CPU_STAGES:-0123a}" \
+             ${ZT_COUNT_OPS:+--count-ops $ZT_COUNT_OPS} ${ZT_SAMPLE:+--sample $ZT_SAMPLE} \
              ${ZT_ZERO_EXTRA:+--zero-extra "$ZT_ZERO_EXTRA"} \
              >"$OUT/micro_cpu.log" 2>&1 ;;
       # The same on every GPU (nccl): stage 3's collectives per unit cost host time that a single rank does not show.
-      cpu_world) "$ZT" launch --no_local_rank build-gpu/bench/micro_bench engine_cpu --comm env --stages 23a ${ZT_SAMPLE:+--sample $ZT_SAMPLE} \
+      cpu_world) "$ZT" launch --no_local_rank build-gpu/bench/micro_bench engine_cpu --comm env --stages "${ZT_CPU_WORLD_STAGES:-23a}" ${ZT_SAMPLE:+--sample $ZT_SAMPLE} \
                    ${ZT_ZERO_EXTRA:+--zero-extra "$ZT_ZERO_EXTRA"} \
                    >"$OUT/micro_cpu_world.log" 2>&1 ;;
       # FSDP2's and DDP's host CPU time on the same stress model, every GPU (bench/peers/host_anchor.py): the peers

@@ -127,11 +127,12 @@ class Engine {
   // with every tensor entering it passed through segment_input (use the returned tensor) and every tensor leaving
   // it through segment_output. `record`: the run belongs to a training step (grad enabled, or a no_grad forward
   // that activation checkpointing will recompute); a run during backward() is such a recomputation. No-ops
-  // where nothing is partitioned.
+  // where nothing is partitioned. `sole`: x is the run's only input that needs a gradient (then a run on the same
+  // units as the previous one, taking its output, shares its backward bookkeeping: cheaper on small segments).
   void begin_forward();
   void end_forward() noexcept;
   void begin_segment(int64_t index, bool record);
-  at::Tensor segment_input(const at::Tensor& x);
+  at::Tensor segment_input(const at::Tensor& x, bool sole = false);
   void segment_output(const at::Tensor& y);
   void end_segment();
 

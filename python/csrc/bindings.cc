@@ -197,7 +197,7 @@ PYBIND11_MODULE(_C, m) {
            [](PyEngine& e, const std::vector<at::Tensor>& xs) {
              std::vector<at::Tensor> out;
              out.reserve(xs.size());
-             for (const auto& x : xs) out.push_back(e.get().segment_input(x));
+             for (const auto& x : xs) out.push_back(e.get().segment_input(x, /*sole=*/xs.size() == 1));
              return out;
            })
       .def("segment_outputs",

@@ -319,9 +319,9 @@ void Engine::begin_segment(int64_t index, bool record) {
   m.units->begin_segment(static_cast<int>(index), record, /*recompute=*/m.in_backward);
 }
 
-at::Tensor Engine::segment_input(const at::Tensor& x) {
+at::Tensor Engine::segment_input(const at::Tensor& x, bool sole) {
   Impl& m = *impl_;
-  return !m.units || m.whole_module_unit ? x : m.units->segment_input(x);
+  return !m.units || m.whole_module_unit ? x : m.units->segment_input(x, sole);
 }
 
 void Engine::segment_output(const at::Tensor& y) {

@@ -369,7 +369,7 @@ at::Tensor ParamUnits::run_segment(int s, const SegmentFunction& fn, const at::T
       ParamUnits* self;
       ~End() { self->end_segment(); }
     } end{this};
-    const at::Tensor in = segment_input(input);
+    const at::Tensor in = segment_input(input, /*sole=*/true);
     at::Tensor out;
     {
       HostPause model_forward;
@@ -448,26 +448,44 @@ void ParamUnits::begin_segment(int s, bool record, bool recompute) {
   open_.push_back({k, s, false});
 }
 
-at::Tensor ParamUnits::segment_input(const at::Tensor& x) {
+at::Tensor ParamUnits::segment_input(const at::Tensor& x, bool sole) {
   HostScope host;
   std::lock_guard<std::recursive_mutex> lock(mu_);
   TORCH_CHECK(!open_.empty(), "stage 3: segment_input outside begin_segment/end_segment");
   const Open& open = open_.back();
   if (open.invocation < 0 || !at::GradMode::is_enabled() || !x.defined() || !x.requires_grad()) return x;
-  Invocation& inv = invocations_[open.invocation];
+  const int64_t k = open.invocation;
+  Invocation& inv = invocations_[k];
   // A non-re-entrant recomputation builds a graph autograd throws away: the forward's wrappers stay in charge.
-  if (open.recompute && inv.pending_inputs > 0) return x;
+  if (open.recompute && (inv.pending_inputs > 0 || inv.chain_first >= 0)) return x;
+  // [Note: segment chains]: the previous invocation's output, on the same units, as the only input: join its chain.
+  if (sole && !open.recompute && open_.size() == 1 && inv.pending_inputs == 0 && inv.chain_first < 0 &&
+      last_output_invocation_ == k - 1 && last_output_) {
+    const auto previous = last_output_->lock();
+    if (previous.get() == x.unsafeGetTensorImpl() && units_of_[invocations_[k - 1].segment] == units_of_[inv.segment]) {
+      const int64_t first = chain_first(k - 1);
+      inv.chain_first = first;
+      invocations_[first].chain_last = k;
+      ++chained_;
+      return x;
+    }
+  }
   ++inv.pending_inputs;
-  return PostBackward::wrap(x, this, open.invocation);
+  return PostBackward::wrap(x, this, k);
 }
 
 void ParamUnits::segment_output(const at::Tensor& y) {
   HostScope host;
   std::lock_guard<std::recursive_mutex> lock(mu_);
   TORCH_CHECK(!open_.empty(), "stage 3: segment_output outside begin_segment/end_segment");
-  const int64_t k = open_.back().invocation;
+  const Open& open = open_.back();
+  const int64_t k = open.invocation;
   if (k < 0 || !at::GradMode::is_enabled() || !y.defined() || !y.requires_grad()) return;
   y.register_hook([this, k](const at::Tensor&) { on_pre_backward(k); });
+  if (!open.recompute && open_.size() == 1) {
+    last_output_.emplace(y.getIntrusivePtr());
+    last_output_invocation_ = k;
+  }
 }
 
 void ParamUnits::end_segment() {
@@ -488,7 +506,7 @@ void ParamUnits::end_segment() {
     release(units, /*backward=*/false, open.invocation);
     return;
   }
-  Invocation& inv = invocations_[open.invocation];
+  Invocation& inv = invocations_[chain_first(open.invocation)];
   if (inv.acquired_for_backward) {
     release(units, /*backward=*/true, open.invocation);  // the forward's own hooks hold the units for backward
   } else {
@@ -499,7 +517,9 @@ void ParamUnits::end_segment() {
 void ParamUnits::on_pre_backward(int64_t k) {
   HostScope host;
   std::lock_guard<std::recursive_mutex> lock(mu_);
-  Invocation& inv = invocations_.at(k);
+  TORCH_INTERNAL_ASSERT(k >= 0 && k < static_cast<int64_t>(invocations_.size()), "stage 3: invocation ", k,
+                        " of ", invocations_.size());
+  Invocation& inv = invocations_[chain_first(k)];  // a chain gathers once, at its first hook
   if (inv.acquired_for_backward || inv.backward_done) return;
   inv.acquired_for_backward = true;
   acquire(units_of_[inv.segment]);
@@ -516,6 +536,7 @@ void ParamUnits::on_post_backward(int64_t k) {
   if (!inv.acquired_for_backward) return;
   inv.acquired_for_backward = false;
   inv.backward_done = true;
+  for (int64_t j = k + 1; j <= inv.chain_last; ++j) invocations_[j].backward_done = true;
   release(units_of_[inv.segment], /*backward=*/true, k);
 }
 
@@ -589,6 +610,8 @@ void ParamUnits::end_backward() {
   inv_prefix_.clear();
   invocations_.clear();
   open_.clear();
+  last_output_.reset();
+  last_output_invocation_ = -1;
   in_sync_ = true;
 }
 

@@ -30,6 +30,17 @@
 // step (as with FSDP): the gathers are collectives.
 // Units marked persistent (parameters below stage3_param_persistence_threshold) stay gathered; after each
 // optimizer step they are re-gathered from the updated shards.
+//
+// [Note: segment chains]
+// Segments that read the same units and follow one another, each taking the previous one's output as its only
+// input that needs a gradient (the blocks of a joined unit: stage3_plan.h), form a chain: its backward gathers the
+// units once (at whichever output's hook fires first) and frees them once, when the chain's first input has its
+// gradient. So only the chain's first invocation wraps its input in PostBackward; the others pass their input
+// through (an autograd node per segment and step is most of the per-segment host cost on small segments). The
+// output hooks stay on every invocation, so whatever order the backward takes, the units are gathered before any of
+// the chain's segments runs backward; the chain's state (acquired for backward, done) lives on its first
+// invocation. A chain ends where the next invocation reads other units, takes another tensor, is nested, or is a
+// recomputation.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -37,6 +48,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "zero/flat_layout.h"
@@ -100,8 +112,9 @@ class ParamUnits {
   // and for the prefetch order; otherwise the units are freed at end_segment. `recompute`: the segment runs again
   // inside backward (the caller's activation checkpointing, re-entrant or not): it serves the backward of the
   // latest invocation of s whose backward has not finished.
+  // `sole`: x is the only input of the invocation that needs a gradient (see [Note: segment chains]).
   void begin_segment(int s, bool record, bool recompute);
-  at::Tensor segment_input(const at::Tensor& x);
+  at::Tensor segment_input(const at::Tensor& x, bool sole = false);
   void segment_output(const at::Tensor& y);
   void end_segment();
 
@@ -124,6 +137,7 @@ class ParamUnits {
   const std::vector<int>& recorded_order() const { return prev_order_; }  // segments of the last step
   int64_t gathers() const { return gathers_; }  // units all-gathered so far
   int64_t gather_batches() const { return gather_batches_; }  // collectives that gathered them
+  int64_t chained() const { return chained_; }  // invocations that joined their predecessor's chain so far
 
   // Called by the autograd plumbing of run_segment.
   void on_pre_backward(int64_t invocation);
@@ -162,6 +176,9 @@ class ParamUnits {
     bool acquired_for_backward = false;
     int pending_inputs = 0;      // inputs wrapped in PostBackward whose gradient has not arrived
     bool backward_done = false;  // released after its backward
+    // [Note: segment chains]: the first invocation of the chain this one joined (-1: none, it heads its own), and
+    // on a chain's first invocation its last one. The chain's backward state lives on its first invocation.
+    int64_t chain_first = -1, chain_last = -1;
   };
   struct Open {
     int64_t invocation = -1;  // -1: not recorded (inference)
@@ -182,6 +199,10 @@ class ParamUnits {
     if (!unit.prefetched) return;
     unit.prefetched = false;
     prefetched_numel_ -= unit.numel;
+  }
+  int64_t chain_first(int64_t k) const {
+    const int64_t first = invocations_[k].chain_first;
+    return first < 0 ? k : first;
   }
   void acquire(const std::vector<int>& units);
   void release(const std::vector<int>& units, bool backward, int64_t position);
@@ -210,6 +231,11 @@ class ParamUnits {
   std::vector<int64_t> order_prefix_, inv_prefix_;
   std::vector<Invocation> invocations_;     // segments run since the last end_backward, in order
   std::vector<Open> open_;                  // begin_segment without end_segment yet, innermost last
+  // The last output segment_output saw of an outermost recorded invocation (not held: only compared with the next
+  // invocation's input), and that invocation: what a next invocation on the same units may chain to.
+  std::optional<c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl>> last_output_;
+  int64_t last_output_invocation_ = -1;
+  int64_t chained_ = 0;                     // invocations chained to their predecessor so far
   std::vector<int> prev_order_;             // the previous step's segment order
   bool in_sync_ = true;                     // this step has followed prev_order_ so far
   int64_t gathers_ = 0;

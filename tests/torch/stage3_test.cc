@@ -227,6 +227,96 @@ TEST(ParamUnits, PersistentUnitsStayGathered) {
   EXPECT_EQ(u.units->live_numel(), 64);
 }
 
+// [Note: segment chains]: kLayers weights in one unit, segment s reads weight s (every segment reads unit 0).
+struct OneUnit {
+  explicit OneUnit(UnitSettings settings) {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(3);
+    std::vector<int64_t> numels;
+    std::vector<int> all;
+    for (int i = 0; i < kLayers; ++i) {
+      weights.push_back((at::randn({kWidth, kWidth}, gen) * 0.3).set_requires_grad(true));
+      reference.push_back(weights.back().detach().clone().set_requires_grad(true));
+      numels.push_back(kWidth * kWidth);
+      all.push_back(i);
+    }
+    layout = std::make_unique<FlatLayout>(numels, std::vector<std::vector<int>>{all}, 1, 0, 1 << 20);
+    units = std::make_unique<ParamUnits>(*layout, weights, std::vector<bool>{false}, make_single_comm(), settings,
+                                         weights.front().options());
+    units->set_segments(std::vector<std::vector<int>>(kLayers, {0}));
+  }
+  at::Tensor layer(int s, const at::Tensor& in, bool ref) const {
+    return at::tanh(at::matmul(in, (ref ? reference : weights)[s].t()));
+  }
+  // Segments 0..kLayers-1, each on the previous output unless `detour[s]`: then segment s takes that output plus
+  // zero (another tensor: no chain). `skip`: segment 1's output also goes straight to the loss (a gradient that
+  // reaches the middle of a chain from outside it). Checks loss and gradients against plain tensors.
+  void step(std::vector<bool> detour = std::vector<bool>(kLayers, false), bool skip = false) {
+    const at::Tensor x = at::randn({3, kWidth}, at::make_generator<at::CPUGeneratorImpl>(11)).requires_grad_(true);
+    at::Tensor h = x, r = x, side, side_ref;
+    for (int s = 0; s < kLayers; ++s) {
+      if (detour[s]) h = h + 0.0;
+      h = units->run_segment(s, [this, s](const at::Tensor& in) {
+            EXPECT_TRUE(has_data(weights[s])) << "segment " << s << " runs without its parameters";
+            return layer(s, in, false);
+          }, h, false);
+      r = layer(s, r, true);
+      if (skip && s == 1) {
+        side = h;
+        side_ref = r;
+      }
+    }
+    at::Tensor loss = h.sum() + (skip ? (side * 2).sum() : at::zeros({}));
+    at::Tensor want = r.sum() + (skip ? (side_ref * 2).sum() : at::zeros({}));
+    loss.backward();
+    units->end_backward();
+    want.backward();
+    EXPECT_NEAR(loss.item<double>(), want.item<double>(), 1e-5);
+    for (int i = 0; i < kLayers; ++i) {
+      ASSERT_TRUE(weights[i].grad().defined()) << "weight " << i;
+      EXPECT_TRUE(at::allclose(weights[i].grad(), reference[i].grad(), 1e-5, 1e-6)) << "weight " << i;
+      weights[i].mutable_grad().reset();
+      reference[i].mutable_grad().reset();
+    }
+    EXPECT_EQ(units->live_numel(), 0) << "the unit is freed after its backward";
+  }
+  std::vector<at::Tensor> weights, reference;
+  std::unique_ptr<FlatLayout> layout;
+  std::unique_ptr<ParamUnits> units;
+};
+
+TEST(ParamUnits, SegmentsOnOneUnitFormAChainWithOneBackwardGatherAndFree) {
+  // No prefetch, never kept (reuse distance -1): the unit is gathered for each forward segment and once for the
+  // whole chain's backward (each segment's own hooks would gather it for every segment's backward: 2 x kLayers).
+  OneUnit u(UnitSettings{0, 1'000'000'000, -1});
+  for (int step = 0; step < 3; ++step) {
+    const int64_t chained = u.units->chained(), gathers = u.units->gathers();
+    u.step();
+    EXPECT_EQ(u.units->chained() - chained, kLayers - 1) << "step " << step;
+    EXPECT_EQ(u.units->gathers() - gathers, kLayers + 1) << "step " << step;
+  }
+}
+
+TEST(ParamUnits, AChainEndsWhereTheNextSegmentTakesAnotherTensor) {
+  // Segment 2 takes segment 1's output plus zero: chains {0, 1} and {2, 3}, each gathered once for backward.
+  OneUnit u(UnitSettings{0, 1'000'000'000, -1});
+  const int64_t gathers = u.units->gathers();
+  u.step({false, false, true, false});
+  EXPECT_EQ(u.units->chained(), kLayers - 2);
+  EXPECT_EQ(u.units->gathers() - gathers, kLayers + 2);
+}
+
+TEST(ParamUnits, AGradientEnteringTheMiddleOfAChainWaitsForTheChain) {
+  // Segment 1's output also feeds the loss directly: its hook may fire first or last; the unit stays gathered until
+  // segment 0's input has its gradient either way, and the gradients are right. Also with DeepSpeed's reuse
+  // distance (the unit stays gathered from forward to backward) and with prefetch.
+  for (const UnitSettings& settings :
+       {UnitSettings{0, 1'000'000'000, -1}, UnitSettings{64, 1'000'000'000, 1'000'000'000}}) {
+    OneUnit u(settings);
+    for (int step = 0; step < 2; ++step) u.step(std::vector<bool>(kLayers, false), /*skip=*/true);
+    EXPECT_EQ(u.units->chained(), 2 * (kLayers - 1));
+  }
+}
+
 EngineOptions single_rank() {
   EngineOptions o;
   o.comm = make_single_comm();
