@@ -260,6 +260,68 @@ int bench_comm() {
                  raw_ag > 0 ? raw_ag / zt_ag : 0.0);
     }
   }
+  // Host cost per collective (this thread's CPU time per call, the GPU never the limit: 1 MB each): zerotrain's
+  // calls through c10d (launch and wait), coalesced over 5 tensors, and raw NCCL on the current stream and as a raw
+  // communicator would run it (on its own stream, ordered by an event each way). What a collective costs the host
+  // decides stage 3's engine time on many small units (docs/performance.md, session 10).
+  {
+    const int64_t n = (int64_t{1} << 19) / world * world;  // 1 MB of bf16
+    constexpr int kParts = 5, kCalls = 200;
+    std::vector<at::Tensor> ins, outs;
+    for (int i = 0; i < kParts; ++i) {
+      ins.push_back(at::randn({n / world}, bf16));
+      outs.push_back(at::empty({n}, bf16));
+    }
+    auto per_call_us = [&](const std::function<void()>& fn) {
+      for (int i = 0; i < 5; ++i) fn();
+      c10::cuda::device_synchronize();
+      comm->barrier();
+      timespec a{}, b{};
+      clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
+      for (int i = 0; i < kCalls; ++i) fn();
+      clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
+      c10::cuda::device_synchronize();
+      return ((b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec)) / 1e3 / kCalls;
+    };
+    const double zt_one = per_call_us([&] { comm->all_gather_async(outs[0], ins[0])->wait(); });
+    const double zt_five = per_call_us([&] { comm->all_gather_coalesced_async(outs, ins)->wait(); });
+    const double zt_rs = per_call_us([&] { comm->reduce_scatter_async(ins[0], outs[0], zerotrain::ReduceOp::kSum)->wait(); });
+    double raw_one = 0, raw_side = 0, raw_side_five = 0;
+#ifdef ZEROTRAIN_BENCH_NCCL
+    auto group_start = nccl_fn<ncclResult_t (*)()>("ncclGroupStart");
+    auto group_end = nccl_fn<ncclResult_t (*)()>("ncclGroupEnd");
+    const cudaStream_t cur = c10::cuda::getCurrentCUDAStream();
+    const cudaStream_t side = c10::cuda::getStreamFromPool(/*isHighPriority=*/true);
+    cudaEvent_t before = nullptr, after = nullptr;
+    cudaEventCreateWithFlags(&before, cudaEventDisableTiming);
+    cudaEventCreateWithFlags(&after, cudaEventDisableTiming);
+    raw_one = per_call_us([&] {
+      TORCH_CHECK(all_gather(ins[0].data_ptr(), outs[0].data_ptr(), n / world, ncclBfloat16, raw, cur) == ncclSuccess);
+    });
+    auto on_side = [&](int parts) {
+      cudaEventRecord(before, cur);
+      cudaStreamWaitEvent(side, before, 0);
+      if (parts > 1) group_start();
+      for (int i = 0; i < parts; ++i) {
+        TORCH_CHECK(all_gather(ins[i].data_ptr(), outs[i].data_ptr(), n / world, ncclBfloat16, raw, side) ==
+                    ncclSuccess);
+      }
+      if (parts > 1) group_end();
+      cudaEventRecord(after, side);
+      cudaStreamWaitEvent(cur, after, 0);
+    };
+    raw_side = per_call_us([&] { on_side(1); });
+    raw_side_five = per_call_us([&] { on_side(kParts); });
+    cudaEventDestroy(before);
+    cudaEventDestroy(after);
+#endif
+    if (rank == 0) {
+      fmt::print("RESULT {{\"bench\": \"comm_host\", \"world\": {}, \"MB\": 1, \"zt_allgather_us\": {:.1f}, "
+                 "\"zt_allgather_coalesced5_us\": {:.1f}, \"zt_reducescatter_us\": {:.1f}, \"raw_allgather_us\": {:.1f}, "
+                 "\"raw_allgather_side_stream_us\": {:.1f}, \"raw_allgather_group5_side_stream_us\": {:.1f}}}\n",
+                 world, zt_one, zt_five, zt_rs, raw_one, raw_side, raw_side_five);
+    }
+  }
 #ifdef ZEROTRAIN_BENCH_NCCL
   c10::cuda::device_synchronize();
   destroy(raw);

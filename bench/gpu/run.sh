@@ -16,7 +16,8 @@
 # minutes: ZT_UNIT_TESTS picks the C++ unit test binaries, ZT_PARITY_MODELS=0 skips the built-in models' grid,
 # ZT_MICRO_LIST the micro-benchmark parts (opt layers comm cpu cpu_world host_peer cpu_adam unit_floor). ZT_DS_8B=1 adds DeepSpeed stage 3 to the 8B.
 # ZT_OFFLOAD=1 trains the 1.1B with the optimizer offloaded to the CPU, zerotrain and DeepSpeed, at ZT_OFFLOAD_STAGES (2);
-# ZT_OFFLOAD_PARAM=1 offloads the parameters too at stage 3.
+# ZT_OFFLOAD_PARAM=1 offloads the parameters too at stage 3. ZT_OFFLOAD_DEVICES="cpu nvme" also runs both with the
+# optimizer on NVMe (swap files in ZT_NVME_PATH, default /tmp/zt_nvme; tag "offload_nvme").
 # ZT_COUNT_OPS=N: micro cpu also prints each run's N most called ATen operators and their host time (OPS lines).
 # ZT_MEMTRACE=1: allocated/peak GiB at every block of one step, zerotrain stage 3 and FSDP2 (ZT_MEMTRACE_MODES).
 # ZT_TRACE=1 traces the 1.1B step of ZT_TRACE_MODES (default zerotrain_stage3 fsdp2) with the PyTorch profiler.
@@ -195,12 +196,20 @@ if [ "${ZT_OFFLOAD:-0}" = 1 ]; then
   OMP_RANK="${OMP_NUM_THREADS:-$(( $(nproc) / NGPU ))}"
   # ZT_OFFLOAD_PARAM=1: stage 3 also offloads the parameters (ZeRO-Infinity on the CPU), tag "offload_param".
   OFFLOAD_PARAM='{"offload_optimizer": {"device": "cpu", "pin_memory": true}, "offload_param": {"device": "cpu", "pin_memory": true}}'
+  NVME="${ZT_NVME_PATH:-/tmp/zt_nvme}"
+  for dev in ${ZT_OFFLOAD_DEVICES:-cpu}; do
+  [ "$dev" = nvme ] && mkdir -p "$NVME"
   for mode in $(for st in ${ZT_OFFLOAD_STAGES:-2}; do echo zerotrain_stage$st; [ -d ".dspkgs/$DS_PY" ] && echo deepspeed_stage$st; done); do
     extra="$OFFLOAD"; tag=offload
     if [ "${ZT_OFFLOAD_PARAM:-0}" = 1 ] && [ "${mode: -1}" = 3 ]; then extra="$OFFLOAD_PARAM"; tag=offload_param; fi
+    if [ "$dev" = nvme ]; then
+      extra="${extra/\"offload_optimizer\": {\"device\": \"cpu\"/\"offload_optimizer\": {\"device\": \"nvme\", \"nvme_path\": \"$NVME\"}"
+      tag="${tag}_nvme"
+    fi
     OMP_NUM_THREADS=$OMP_RANK timeout "${ZT_OFFLOAD_TIMEOUT:-240}" $PY -m torch.distributed.run --standalone --nproc_per_node "$NGPU" bench/peers/train_anchor.py --mode $mode $SHAPE \
       --zero_extra "$extra" --tag $tag --steps "$STEPS" >"$OUT/${tag}_$mode.log" 2>&1
     note "$(grep RESULT "$OUT/${tag}_$mode.log" || echo "$tag $mode: failed: $(tail -3 "$OUT/${tag}_$mode.log")")"
+  done
   done
 fi
 

@@ -6,8 +6,11 @@ Optimizer offload to the CPU works at ZeRO stages 1, 2 and 3 ("offload_optimizer
 examples/configs/zero2_offload_config.json, zero3_offload_config.json): each step copies the reduced gradient shard to
 the host, runs the optimizer there and copies the updated parameters (stage 3: the parameter shard) back. At stage 3
 the parameters can live on the host too ("offload_param": {"device": "cpu"}, with the optimizer offloaded:
-examples/configs/zero_offload_config.json, ZeRO-Infinity on the CPU). NVMe is not implemented yet: with such a config
-initialize() raises zerotrain.ConfigError naming the setting, and this script reports it and exits with status 2.
+examples/configs/zero_offload_config.json, ZeRO-Infinity on the CPU). The optimizer can go to NVMe instead
+("offload_optimizer": {"device": "nvme", "nvme_path": ...}: examples/configs/zero3_nvme_offload_config.json, whose
+nvme_path /local_nvme must be a directory on the drive; the master weights and state live in swap files there).
+Parameter offload to NVMe is not implemented yet: with such a config initialize() raises zerotrain.ConfigError naming
+the setting, and this script reports it and exits with status 2.
 """
 import argparse
 import sys

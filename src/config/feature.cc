@@ -19,9 +19,8 @@ struct ValueFeature {
 };
 
 const ValueFeature kValueFeatures[] = {
-    // Offload to the CPU at stages 1-3 is implemented (zero_optimizer.h); stage 0 is a config error (build.cc).
-    {"optimizer offload to NVMe", "zero_optimization.offload_optimizer.device",
-     [](const Config::Data& d) { return d.zero.offload_optimizer.device == OffloadDevice::kNvme; }},
+    // Offload to the CPU and to NVMe at stages 1-3 is implemented (zero_optimizer.h, swap_file.h); stage 0 is a
+    // config error (build.cc).
     // DeepSpeed's ZeRO-3 partial offload (ZeRO Twin-Flow: part of the master and state stays on the device).
     {"partial optimizer offload", "zero_optimization.offload_optimizer.ratio",
      [](const Config::Data& d) {

@@ -170,11 +170,11 @@ Engine::Engine(std::shared_ptr<torch::nn::Module> model, torch::nn::AnyModule fo
         *m.layout, m.params, plan.persistent, m.comm,
         detail::UnitSettings{z.prefetch_bucket_size, z.max_live_parameters, z.max_reuse_distance,
                              // offloaded optimizer: the device keeps the shard in the training dtype only
-                             z.offload_optimizer.device == OffloadDevice::kCpu ? m.dtype : at::kFloat,
+                             z.offload_optimizer.device != OffloadDevice::kNone ? m.dtype : at::kFloat,
                              // parameter offload with the optimizer's: the training-dtype shard on the host (alone
                              // there is no such shard to move: a config warning says so)
                              z.offload_param.device == OffloadDevice::kCpu &&
-                                 z.offload_optimizer.device == OffloadDevice::kCpu,
+                                 z.offload_optimizer.device != OffloadDevice::kNone,
                              z.offload_param.pin_memory},
         at::TensorOptions().device(m.device).dtype(m.dtype), [&](int p, at::Tensor& value) {
           initializer->init_parameter(m.param_names[p], value);
@@ -450,8 +450,11 @@ std::string Engine::save_checkpoint(const std::string& save_dir, const std::stri
   info.optimizer = m.config->optimizer().type;
   info.zero_stage = m.config->zero().stage;
   info.engine_json = eng.dump(1);
-  return detail::save_checkpoint(save_dir, tag.empty() ? "global_step" + std::to_string(m.global_steps) : tag,
-                                 EngineAccess::shard(m), info, *m.comm);
+  std::string path = detail::save_checkpoint(
+      save_dir, tag.empty() ? "global_step" + std::to_string(m.global_steps) : tag, EngineAccess::shard(m), info,
+      *m.comm);
+  m.optimizer->evict_swapped();  // NVMe offload: the save read the state whole
+  return path;
 }
 
 std::string Engine::load_checkpoint(const std::string& load_dir, const std::string& tag) {

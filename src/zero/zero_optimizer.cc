@@ -33,14 +33,14 @@ ZeroOptimizer::ZeroOptimizer(const FlatLayout& layout, at::Tensor params, std::s
       scaler_(cfg.fp16(), /*zero_optimizer=*/cfg.zero().stage >= 1) {
   const OffloadOptimizerConfig& offload = cfg.zero().offload_optimizer;
   if (offload.device != OffloadDevice::kNone) {
-    // The config allows only "cpu" at stages 1-3 (Config::require_supported); the engine passes no other.
-    TORCH_INTERNAL_ASSERT(offload.device == OffloadDevice::kCpu && placement_ != ParamPlacement::kReplicated,
-                          "optimizer offload: only to the CPU at stages 1-3");
+    // The config allows offload only at stages 1-3 (Config's validation); the engine passes no other.
+    TORCH_INTERNAL_ASSERT(placement_ != ParamPlacement::kReplicated, "optimizer offload: only at stages 1-3");
     if (cfg.optimizer().kind == OptimizerKind::kLamb) {
-      throw std::invalid_argument(
-          "zero_optimization.offload_optimizer.device \"cpu\" with optimizer \"Lamb\": not supported (its trust "
-          "ratio reduces per-parameter norms across ranks on the device); allowed with offload: Adam, AdamW, "
-          "Adagrad, Lion, SGD");
+      throw std::invalid_argument(std::string("zero_optimization.offload_optimizer.device \"") +
+                                  (offload.device == OffloadDevice::kNvme ? "nvme" : "cpu") +
+                                  "\" with optimizer \"Lamb\": not supported (its trust ratio reduces per-parameter "
+                                  "norms across ranks on the device); allowed with offload: Adam, AdamW, Adagrad, "
+                                  "Lion, SGD");
     }
     offload_ = true;
   }
@@ -60,7 +60,13 @@ ZeroOptimizer::ZeroOptimizer(const FlatLayout& layout, at::Tensor params, std::s
     // Pinned where the parameters train on a GPU (their shard on the device, or pinned on the host when offloaded).
     const auto host = at::TensorOptions(at::kFloat).device(at::kCPU).pinned_memory(
         offload.pin_memory && (param_flat_.is_cuda() || param_flat_.is_pinned()));
-    master_ = at::empty({layout_.shard_numel()}, offload_ ? host : param_flat_.options().dtype(at::kFloat));
+    if (offload.device == OffloadDevice::kNvme) {
+      swaps_.push_back(std::make_shared<SwapFile>(offload.nvme_path, "zero_optimization.offload_optimizer.nvme_path",
+                                                  "master", layout_.shard_numel(), at::kFloat));
+      master_ = swaps_.back()->tensor();
+    } else {
+      master_ = at::empty({layout_.shard_numel()}, offload_ ? host : param_flat_.options().dtype(at::kFloat));
+    }
     if (offload_) {
       grad_host_ = at::empty({layout_.shard_numel()}, host);
       if (param_flat_.scalar_type() != at::kFloat) {
@@ -77,6 +83,18 @@ ZeroOptimizer::ZeroOptimizer(const FlatLayout& layout, at::Tensor params, std::s
                                     [comm_for_norms, reduce_norms](at::Tensor& t) {
                                       if (reduce_norms) comm_for_norms->all_reduce(t, ReduceOp::kSum);
                                     });
+  if (offload.device == OffloadDevice::kNvme) {
+    // The state moves into swap files (the optimizer made it in memory; the tensors keep their identity).
+    for (auto& [name, state] : optimizer_->state()) {
+      if (!state.defined()) continue;
+      auto swap = std::make_shared<SwapFile>(offload.nvme_path, "zero_optimization.offload_optimizer.nvme_path", name,
+                                             state.numel(), state.scalar_type());
+      swap->tensor().copy_(state);
+      state.set_(swap->tensor());
+      swaps_.push_back(std::move(swap));
+    }
+    evict_swapped();
+  }
   const OptimizerConfig& oc = cfg.optimizer();
   weight_decay_ = oc.weight_decay;
   decoupled_decay_ = oc.kind == OptimizerKind::kLion ||
@@ -136,8 +154,22 @@ void ZeroOptimizer::correct_weight_decay(at::Tensor& grad, double lr, double gra
   }
 }
 
+void ZeroOptimizer::evict_swapped() {
+  for (const auto& s : swaps_) s->evict_all();
+}
+
+int64_t ZeroOptimizer::swapped_resident_bytes() const {
+  int64_t bytes = 0;
+  for (const auto& s : swaps_) bytes += s->resident_bytes(0, s->tensor().numel());
+  return bytes;
+}
+
 void ZeroOptimizer::load_master() {
   if (master_.is_same(param_flat_)) return;  // stage 3 on the device: the master shard is the parameters' shard
+  struct Evict {
+    ZeroOptimizer* self;
+    ~Evict() { self->evict_swapped(); }
+  } evict{this};
   for (const ParamCopyRange& c : local_copies()) {
     at::Tensor master = master_.narrow(0, c.offset, c.dest.numel());
     // offloaded: the device's chunk compared and read on the host
@@ -184,6 +216,10 @@ StepResult ZeroOptimizer::step(at::Tensor& grad, double lr, std::optional<double
     gather();
     return result;
   }
+  struct Evict {  // NVMe: whatever path the step takes, the state goes back to the drive after it
+    ZeroOptimizer* self;
+    ~Evict() { self->evict_swapped(); }
+  } evict{this};
   if (offload_) {
     HostPause transfer;  // the host waits for the copy: not host work
     grad_host_.copy_(grad);
@@ -264,10 +300,24 @@ void ZeroOptimizer::step_offloaded(const at::Tensor& grad, const StepArgs& args,
     grad_host_.narrow(0, b, e - b).copy_(grad.narrow(0, b, e - b));
   };
   fetch(0);
+  // NVMe: the next piece's state is read ahead while this one updates; an updated piece starts its write-back at
+  // once and leaves memory two pieces later (its writes overlap the updates in between), the last ones at the end.
+  auto swap = [&](int64_t k, bool in) {
+    const int64_t b = k * piece, e = std::min(n, b + piece);
+    if (k < 0 || k >= count || b >= e) return;
+    for (const auto& s : swaps_) in ? s->prefetch(b, e) : s->evict(b, e);
+  };
+  struct EvictAll {
+    ZeroOptimizer* self;
+    ~EvictAll() { self->evict_swapped(); }
+  } evict_all{this};
+  swap(0, true);
   for (int64_t k = 0; k < count; ++k) {
     const int64_t b = k * piece, e = std::min(n, b + piece);
     if (b >= e) break;
     if (k + 1 < count) fetch(k + 1);
+    swap(k + 1, true);
+    swap(k - 2, false);
 #ifdef ZEROTRAIN_WITH_CUDA
     if (async) {
       HostPause transfer;
@@ -276,6 +326,7 @@ void ZeroOptimizer::step_offloaded(const at::Tensor& grad, const StepArgs& args,
 #endif
     optimizer_->step_piece(master_, grad_host_, args, grad_multiplier, b, e,
                            param_host_.defined() ? param_host_.narrow(0, b, e - b) : at::Tensor());
+    for (const auto& s : swaps_) s->write_back(b, e);
     upload(out, b, e, dests);  // `out` is next written by the following step's update of this piece (see upload)
   }
 }

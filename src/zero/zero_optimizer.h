@@ -11,6 +11,8 @@
 // memory keeps the parameters and the gradient shard only: 12 bytes per parameter of this rank's shard move to the
 // host. At stage 3 the "parameters" are the units' shard in the training dtype (ParamUnits::shard()), which the
 // upload writes and the units gather from; nothing is all-gathered after the step.
+// To NVMe (`offload_optimizer.device: "nvme"`): the same, with the master shard and the optimizer state in swap files
+// on the drive (zero/swap_file.h, [Note: NVMe offload]).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -23,6 +25,7 @@
 #include "optim/shard_optimizer.h"
 #include "precision/loss_scaler.h"
 #include "zero/flat_layout.h"
+#include "zero/swap_file.h"
 #include "zerotrain/comm.h"
 #include "zerotrain/config.h"
 
@@ -66,7 +69,13 @@ class ZeroOptimizer {
   void restore(int64_t applied_steps) {
     applied_steps_ = applied_steps;
     publish();
+    evict_swapped();
   }
+  // NVMe offload: writes the master shard and optimizer state back to their swap files and drops them from host
+  // memory (after anything that read or wrote them whole: a checkpoint's save or load).
+  void evict_swapped();
+  // NVMe offload: bytes of the swapped tensors in host memory now (tests).
+  int64_t swapped_resident_bytes() const;
 
   double loss_scale() const { return scaler_.scale(); }
   int64_t skipped_steps() const { return scaler_.skipped_steps(); }
@@ -97,6 +106,8 @@ class ZeroOptimizer {
   // dtype (undefined when that is fp32: master_ itself is copied).
   bool offload_ = false;
   at::Tensor grad_host_, param_host_;
+  // NVMe offload: the swap files behind master_ (when it is its own tensor) and the optimizer's state tensors.
+  std::vector<std::shared_ptr<SwapFile>> swaps_;
   std::shared_ptr<Comm> comm_;
   ParamPlacement placement_;
   bool sharded_;

@@ -4,7 +4,7 @@ import json
 import pytest
 
 EXAMPLES = ["zero1_config.json", "zero2_config.json", "zero3_config.json", "zero_offload_config.json",
-            "advanced_zero3_config.json"]
+            "advanced_zero3_config.json", "zero3_nvme_offload_config.json"]
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
@@ -25,6 +25,9 @@ def test_report_shows_values_origins_and_batch(run, examples):
 def test_unsupported_features_are_listed(run, examples, tmp_path):
     # advanced_zero3_config.json (stage 3, optimizer and parameters offloaded to the CPU): all implemented
     out = run("config", "check", examples / "advanced_zero3_config.json", check_rc=0).stdout
+    assert "not supported yet" not in out
+    # the optimizer on NVMe (zero3_nvme_offload_config.json): implemented
+    out = run("config", "check", examples / "zero3_nvme_offload_config.json", check_rc=0).stdout
     assert "not supported yet" not in out
     cfg = json.loads((examples / "advanced_zero3_config.json").read_text())
     cfg["zero_optimization"]["offload_param"] = {"device": "nvme", "nvme_path": "/local_nvme"}

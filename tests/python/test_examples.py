@@ -1,5 +1,6 @@
 """The Python examples (examples/python) run as documented, on two CPU ranks."""
 import importlib.util
+import json
 import re
 
 import pytest
@@ -41,6 +42,18 @@ def test_offload_example_trains_with_the_optimizer_on_the_cpu(launch, config):
     assert rc == 0, out[-4000:]
     first, last = final_losses(out)
     assert last < 0.85 * first
+
+
+def test_offload_example_trains_with_the_optimizer_on_nvme(launch, tmp_path):
+    # examples/configs/zero3_nvme_offload_config.json with its nvme_path pointed at a temporary directory
+    cfg = json.loads((CONFIGS / "zero3_nvme_offload_config.json").read_text())
+    cfg["zero_optimization"]["offload_optimizer"]["nvme_path"] = str(tmp_path)
+    (tmp_path / "nvme.json").write_text(json.dumps(cfg))
+    rc, out = launch(EXAMPLES / "train_offload.py", 2, "--deepspeed_config", tmp_path / "nvme.json", "--steps", "20")
+    assert rc == 0, out[-4000:]
+    first, last = final_losses(out)
+    assert last < 0.85 * first
+    assert [p.name for p in tmp_path.iterdir()] == ["nvme.json"], "swap files are unlinked when made"
 
 
 def test_offload_example_trains_zero_infinity_on_the_cpu(launch):

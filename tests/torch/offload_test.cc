@@ -1,16 +1,25 @@
-// Optimizer offload to the CPU (ZeRO-Offload, stages 1-3): training is the same as without it (exactly on the CPU,
-// where both run the same optimizer code; within fp32 rounding on a GPU, whose step runs the CUDA kernel), a
+// Optimizer offload to the CPU (ZeRO-Offload, stages 1-3) and to NVMe: training is the same as without it (exactly on
+// the CPU, where both run the same optimizer code; within fp32 rounding on a GPU, whose step runs the CUDA kernel), a
 // checkpoint resumes exactly, and the settings it does not cover are errors naming the key.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 #include <torch/nn/modules/linear.h>
 
 #include <algorithm>
+#include <cctype>
+#include <fstream>
 #include <stdexcept>
 #include <string>
 #include <tuple>
 #include <vector>
 
+#include <dirent.h>
+#include <linux/magic.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include "zero/swap_file.h"
 #include "zerotrain/config.h"
 #include "zerotrain/engine.h"
 
@@ -33,12 +42,42 @@ struct MlpImpl : torch::nn::Module {
 };
 TORCH_MODULE(Mlp);
 
+// Where `offload` sends the optimizer: "cpu", or an NVMe directory (UseNvme below).
+std::string g_nvme_path;
+
+// The names in a directory (POSIX: std::filesystem misbehaves in programs linked to the torch wheel).
+std::vector<std::string> names_in(const std::string& dir) {
+  std::vector<std::string> names;
+  if (DIR* d = opendir(dir.c_str())) {
+    while (const dirent* e = readdir(d)) {
+      const std::string name = e->d_name;
+      if (name != "." && name != "..") names.push_back(name);
+    }
+    closedir(d);
+  }
+  return names;
+}
+
+// While alive: offloaded configs put the optimizer on NVMe, in a fresh directory under the test's temporary one.
+struct UseNvme {
+  UseNvme() {
+    std::string tmp = testing::TempDir();
+    while (tmp.size() > 1 && tmp.back() == '/') tmp.pop_back();  // as the kernel names it in /proc/self/smaps
+    g_nvme_path = tmp + "/zt_nvme_" + std::to_string(getpid());
+    mkdir(g_nvme_path.c_str(), 0700);
+  }
+  ~UseNvme() { g_nvme_path.clear(); }
+};
+
 std::string config(int stage, const std::string& precision, bool offload, const std::string& optimizer = "AdamW",
                    bool offload_param = false) {
   std::string c = R"({"train_micro_batch_size_per_gpu": 4, "gradient_clipping": 1.0, "optimizer": {"type": ")" +
                   optimizer + R"(", "params": {"lr": 0.01, "weight_decay": 0.01}}, "zero_optimization": {"stage": )" +
                   std::to_string(stage) + R"(, "reduce_bucket_size": 200)";
-  if (offload) c += R"(, "offload_optimizer": {"device": "cpu", "pin_memory": true})";
+  if (offload && g_nvme_path.empty()) c += R"(, "offload_optimizer": {"device": "cpu", "pin_memory": true})";
+  if (offload && !g_nvme_path.empty()) {
+    c += R"(, "offload_optimizer": {"device": "nvme", "nvme_path": ")" + g_nvme_path + R"(", "pin_memory": true})";
+  }
   if (offload_param) c += R"(, "offload_param": {"device": "cpu", "pin_memory": true})";
   c += "}";
   if (precision == "bf16") c += R"(, "bf16": {"enabled": true})";
@@ -51,6 +90,32 @@ EngineOptions options(c10::Device device) {
   o.comm = make_single_comm();
   o.device = device;
   return o;
+}
+
+// The swap files of this process under g_nvme_path that are mapped now, and the kB of them in memory (/proc/self/smaps:
+// a mapping's header line names its file, "(deleted)" once unlinked; its Rss line follows).
+std::pair<int, int64_t> swap_mappings() {
+  std::ifstream smaps("/proc/self/smaps");
+  std::string line;
+  int count = 0;
+  int64_t rss_kb = 0;
+  bool in_swap = false;
+  while (std::getline(smaps, line)) {
+    const bool header = !line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) &&
+                        line.find('-') != std::string::npos && line.find(':') > line.find(' ');
+    if (header) {
+      in_swap = !g_nvme_path.empty() && line.find(g_nvme_path + "/zerotrain-") != std::string::npos;
+      count += in_swap;
+    } else if (in_swap && line.rfind("Rss:", 0) == 0) {
+      rss_kb += std::stoll(line.substr(4));
+    }
+  }
+  return {count, rss_kb};
+}
+
+bool on_tmpfs(const std::string& dir) {
+  struct statfs fs {};
+  return statfs(dir.c_str(), &fs) == 0 && fs.f_type == TMPFS_MAGIC;
 }
 
 struct Trained {
@@ -80,6 +145,13 @@ Trained train(int stage, const std::string& precision, bool offload, c10::Device
     engine.step();
     run.losses.push_back(loss.item<double>());
     if (s + 1 == save_at && !resume) engine.save_checkpoint(dir, "step" + std::to_string(save_at));
+    if (offload && !g_nvme_path.empty()) {
+      // NVMe: the master (unless it is the offloaded parameters' fp32 shard) and Adam's two moments are mapped swap
+      // files, and between steps none of them is in memory (tmpfs keeps its pages: not checked there)
+      const auto [files, rss_kb] = swap_mappings();
+      EXPECT_GE(files, 2) << "step " << s;
+      if (!on_tmpfs(g_nvme_path)) EXPECT_EQ(rss_kb, 0) << "kB of optimizer state in memory after step " << s;
+    }
   }
   for (const auto& p : model->parameters()) run.params.push_back(p.detach().to(at::kCPU, at::kFloat).clone());
   return run;
@@ -142,6 +214,13 @@ TEST(Offload, TrainsAsWithoutOnAGpu) {
       // the CPU optimizer and the CUDA kernel round differently; bf16 parameters: within a few bf16 ulps
       EXPECT_LT((plain.params[i] - offloaded.params[i]).abs().max().item<double>(), 2e-2)
           << "stage " << stage << ", parameter " << i;
+    }
+    {
+      UseNvme nvme;  // the same host step on the same values, its state in swap files
+      const Trained swapped = train(stage, "bf16", true, c10::Device(c10::kCUDA, 0), 6);
+      for (size_t i = 0; i < plain.params.size(); ++i) {
+        EXPECT_TRUE(at::equal(offloaded.params[i], swapped.params[i])) << "stage " << stage << " nvme, parameter " << i;
+      }
     }
     if (stage != 3) continue;
     const Trained both =
@@ -251,6 +330,77 @@ TEST(Offload, CheckpointsMoveBetweenOffloadAndNot) {
   }
 }
 
+// NVMe offload (zero/swap_file.h): the same host step as offload to the CPU on the same values, so training is
+// bit-identical to training without offload; the swap files leave nothing in nvme_path; checkpoints resume exactly
+// and move between NVMe and the CPU.
+TEST(OffloadNvme, TrainsExactlyAsWithoutOnTheCpu) {
+  for (int stage : {1, 2, 3}) {
+    for (const std::string precision : {"fp32", "bf16"}) {
+      const Trained plain = train(stage, precision, false, c10::kCPU, 6);
+      UseNvme nvme;
+      const std::string what = "stage " + std::to_string(stage) + " " + precision;
+      for (bool param : {false, true}) {
+        if (param && stage != 3) continue;
+        const Trained swapped = train(stage, precision, true, c10::kCPU, 6, "", -1, false, param);
+        ASSERT_EQ(plain.losses.size(), swapped.losses.size());
+        for (size_t i = 0; i < plain.losses.size(); ++i) EXPECT_EQ(plain.losses[i], swapped.losses[i]) << what;
+        for (size_t i = 0; i < plain.params.size(); ++i) {
+          EXPECT_TRUE(at::equal(plain.params[i], swapped.params[i])) << what << (param ? " +param" : "") << ", " << i;
+        }
+      }
+      EXPECT_TRUE(names_in(g_nvme_path).empty()) << "swap files are unlinked when made";
+    }
+  }
+}
+
+TEST(OffloadNvme, CheckpointsResumeExactlyAndMoveToAndFromTheCpu) {
+  for (int stage : {2, 3}) {
+    const std::string dir = testing::TempDir() + "/zt_nvme_ckpt" + std::to_string(stage);
+    Trained full, resumed;
+    {
+      UseNvme nvme;
+      full = train(stage, "bf16", true, c10::kCPU, 6, dir, 3);
+      resumed = train(stage, "bf16", true, c10::kCPU, 6, dir, 3, /*resume=*/true);
+    }
+    const Trained on_cpu = train(stage, "bf16", true, c10::kCPU, 6, dir, 3, /*resume=*/true);
+    ASSERT_EQ(resumed.losses.size(), 3u);
+    for (size_t i = 0; i < 3; ++i) EXPECT_EQ(full.losses[3 + i], resumed.losses[i]) << "stage " << stage;
+    for (size_t i = 0; i < full.params.size(); ++i) {
+      EXPECT_TRUE(at::equal(full.params[i], resumed.params[i])) << "stage " << stage << " parameter " << i;
+      EXPECT_TRUE(at::equal(full.params[i], on_cpu.params[i])) << "stage " << stage << " from nvme to cpu " << i;
+    }
+  }
+}
+
+TEST(SwapFile, HoldsItsValuesOnTheDriveNotInMemory) {
+  const std::string dir = testing::TempDir();
+  detail::SwapFile swap(dir, "test.nvme_path", "state", int64_t{1} << 20, at::kFloat);  // 4 MiB
+  at::Tensor t = swap.tensor();
+  ASSERT_EQ(t.numel(), int64_t{1} << 20);
+  EXPECT_TRUE(at::equal(t, at::zeros_like(t))) << "a new file reads as zeros";
+  const at::Tensor values = at::randn({t.numel()}, at::make_generator<at::CPUGeneratorImpl>(3));
+  t.copy_(values);
+  swap.evict(0, t.numel() / 2);
+  swap.prefetch(0, t.numel() / 2);
+  swap.write_back(t.numel() / 2, t.numel());
+  swap.evict_all();
+  if (!on_tmpfs(dir)) {  // tmpfs pages are the file: they cannot leave memory
+    EXPECT_EQ(swap.resident_bytes(0, t.numel()), 0) << "evicted pages left memory";
+  }
+  EXPECT_TRUE(at::equal(t, values)) << "read back from the file";
+  EXPECT_GT(swap.resident_bytes(0, t.numel()), 0) << "reading brought them back";
+  for (const std::string& name : names_in(dir)) EXPECT_EQ(name.find(".swap"), std::string::npos) << name;
+  try {
+    detail::SwapFile bad(dir + "/no_such_dir", "zero_optimization.offload_optimizer.nvme_path", "master", 16,
+                         at::kFloat);
+    ADD_FAILURE() << "no error for a missing directory";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("zero_optimization.offload_optimizer.nvme_path \"" + dir + "/no_such_dir\""),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 std::string error_of(const std::string& cfg) {
   torch::manual_seed(0);
   Mlp model;
@@ -267,10 +417,11 @@ TEST(Offload, WhatItDoesNotCoverIsAnErrorNamingTheKey) {
   EXPECT_NE(lamb.find("zero_optimization.offload_optimizer.device"), std::string::npos) << lamb;
   EXPECT_NE(lamb.find("Lamb"), std::string::npos) << lamb;
   std::string nvme = config(3, "fp32", true);
-  nvme.replace(nvme.find(R"("device": "cpu")"), 15, R"("device": "nvme", "nvme_path": "/tmp")");
+  nvme.replace(nvme.find(R"("device": "cpu")"), 15, R"("device": "nvme", "nvme_path": "/nonexistent/zt_nvme")");
   const std::string en = error_of(nvme);
-  EXPECT_NE(en.find("optimizer offload to NVMe"), std::string::npos) << en;
-  EXPECT_NE(en.find("zero_optimization.offload_optimizer.device"), std::string::npos) << en;
+  EXPECT_NE(en.find("zero_optimization.offload_optimizer.nvme_path \"/nonexistent/zt_nvme\""), std::string::npos)
+      << en;
+  EXPECT_NE(en.find("No such file or directory"), std::string::npos) << en;
   std::string partial = config(3, "fp32", true);
   partial.replace(partial.find(R"("pin_memory": true)"), 18, R"("pin_memory": true, "ratio": 0.5)");
   const std::string ep = error_of(partial);

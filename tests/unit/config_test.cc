@@ -193,13 +193,15 @@ TEST(Config, UnsupportedFeaturesAreListedNotIgnored) {
   const auto cfg = parse_ok(R"({"train_batch_size": 4,
       "sparse_attention": {"mode": "fixed"},
       "flops_profiler": {"enabled": true},
-      "zero_optimization": {"stage": 3, "offload_optimizer": {"device": "nvme", "nvme_path": "/tmp"}},
+      "zero_optimization": {"stage": 3, "offload_optimizer": {"device": "nvme", "nvme_path": "/tmp"},
+                            "offload_param": {"device": "nvme", "nvme_path": "/tmp"}},
       "optimizer": {"type": "OneBitAdam"},
       "scheduler": {"type": "StepLR", "params": {"step_size": 10}}})");
   std::string all;
   for (const auto& f : cfg.unsupported_features()) all += f + "\n";
-  expect_contains(all, {"sparse attention", "flops profiler", "optimizer offload to NVMe", "optimizer OneBitAdam",
+  expect_contains(all, {"sparse attention", "flops profiler", "parameter offload to NVMe", "optimizer OneBitAdam",
                         "LR schedule StepLR"});
+  EXPECT_EQ(all.find("optimizer offload to NVMe"), std::string::npos) << "implemented (zero/swap_file.h)";
   try {
     cfg.require_supported();
     ADD_FAILURE() << "require_supported should throw";
