@@ -14,13 +14,13 @@ namespace {
 
 class AdagradShardOptimizer final : public ShardOptimizer {
  public:
-  AdagradShardOptimizer(const OptimizerConfig& cfg, const at::Tensor& param)
+  AdagradShardOptimizer(const OptimizerConfig& cfg, const at::Tensor& param, const StateFactory& make_state)
       : lr_decay_(cfg.lr_decay),
         weight_decay_(cfg.weight_decay),
         eps_(cfg.eps),
         numel_(param.numel()),
         device_(param.device()),
-        sum_(at::full_like(param, cfg.initial_accumulator_value)),
+        sum_(new_state(make_state, "sum", param).fill_(cfg.initial_accumulator_value)),
         step_(at::zeros({}, param.options().device(at::kCPU))) {}
 
   void step(at::Tensor& param, const at::Tensor& grad, const StepArgs& args) override {
@@ -61,8 +61,9 @@ class AdagradShardOptimizer final : public ShardOptimizer {
 
 }  // namespace
 
-std::unique_ptr<ShardOptimizer> make_adagrad_optimizer(const OptimizerConfig& cfg, const at::Tensor& param) {
-  return std::make_unique<AdagradShardOptimizer>(cfg, param);
+std::unique_ptr<ShardOptimizer> make_adagrad_optimizer(const OptimizerConfig& cfg, const at::Tensor& param,
+                                                    const StateFactory& make_state) {
+  return std::make_unique<AdagradShardOptimizer>(cfg, param, make_state);
 }
 
 }  // namespace zerotrain::detail

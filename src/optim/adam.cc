@@ -22,7 +22,7 @@ namespace {
 
 class AdamShardOptimizer final : public ShardOptimizer {
  public:
-  AdamShardOptimizer(const OptimizerConfig& cfg, const at::Tensor& param)
+  AdamShardOptimizer(const OptimizerConfig& cfg, const at::Tensor& param, const StateFactory& make_state)
       : beta1_(fp32_beta(cfg.betas[0])),
         beta2_(fp32_beta(cfg.betas[1])),
         eps_(cfg.eps),
@@ -31,8 +31,8 @@ class AdamShardOptimizer final : public ShardOptimizer {
         bias_correction_(cfg.bias_correction),
         numel_(param.numel()),
         device_(param.device()),
-        exp_avg_(at::zeros_like(param)),
-        exp_avg_sq_(at::zeros_like(param)) {}
+        exp_avg_(new_state(make_state, "exp_avg", param)),
+        exp_avg_sq_(new_state(make_state, "exp_avg_sq", param)) {}
 
   void step(at::Tensor& param, const at::Tensor& grad, const StepArgs& args) override {
     check_step_inputs(adam_w_mode_ ? "AdamW" : "Adam", param, grad, numel_, device_, args);
@@ -145,8 +145,9 @@ class AdamShardOptimizer final : public ShardOptimizer {
 
 }  // namespace
 
-std::unique_ptr<ShardOptimizer> make_adam_optimizer(const OptimizerConfig& cfg, const at::Tensor& param) {
-  return std::make_unique<AdamShardOptimizer>(cfg, param);
+std::unique_ptr<ShardOptimizer> make_adam_optimizer(const OptimizerConfig& cfg, const at::Tensor& param,
+                                                    const StateFactory& make_state) {
+  return std::make_unique<AdamShardOptimizer>(cfg, param, make_state);
 }
 
 }  // namespace zerotrain::detail

@@ -16,13 +16,13 @@ namespace {
 
 class LionShardOptimizer final : public ShardOptimizer {
  public:
-  LionShardOptimizer(const OptimizerConfig& cfg, const at::Tensor& param)
+  LionShardOptimizer(const OptimizerConfig& cfg, const at::Tensor& param, const StateFactory& make_state)
       : beta1_(fp32_beta(cfg.betas[0])),
         beta2_(fp32_beta(cfg.betas[1])),
         weight_decay_(cfg.weight_decay),
         numel_(param.numel()),
         device_(param.device()),
-        exp_avg_(at::zeros_like(param)) {}
+        exp_avg_(new_state(make_state, "exp_avg", param)) {}
 
   void step(at::Tensor& param, const at::Tensor& grad, const StepArgs& args) override {
     check_step_inputs("Lion", param, grad, numel_, device_, args);
@@ -66,8 +66,9 @@ class LionShardOptimizer final : public ShardOptimizer {
 
 }  // namespace
 
-std::unique_ptr<ShardOptimizer> make_lion_optimizer(const OptimizerConfig& cfg, const at::Tensor& param) {
-  return std::make_unique<LionShardOptimizer>(cfg, param);
+std::unique_ptr<ShardOptimizer> make_lion_optimizer(const OptimizerConfig& cfg, const at::Tensor& param,
+                                                    const StateFactory& make_state) {
+  return std::make_unique<LionShardOptimizer>(cfg, param, make_state);
 }
 
 }  // namespace zerotrain::detail

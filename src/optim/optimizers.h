@@ -1,5 +1,6 @@
 // The optimizers behind make_shard_optimizer (shard_optimizer.cc), one per file, and the checks they share. The
-// factory has validated `cfg` for the optimizer it asks for; each constructor allocates its state on param's device.
+// factory has validated `cfg` for the optimizer it asks for; each constructor allocates its state on param's device
+// (or through make_state).
 // docs/optimizers.md gives every update rule and the DeepSpeed / torch source it follows.
 #pragma once
 
@@ -22,13 +23,17 @@
 namespace zerotrain::detail {
 
 // Adam (adam_w_mode false: L2) and AdamW (true: decoupled decay), DeepSpeed FusedAdam (adam.cc).
-std::unique_ptr<ShardOptimizer> make_adam_optimizer(const OptimizerConfig& cfg, const at::Tensor& param);
+std::unique_ptr<ShardOptimizer> make_adam_optimizer(const OptimizerConfig& cfg, const at::Tensor& param,
+                                                    const StateFactory& make_state);
 // torch.optim.SGD: momentum, dampening, nesterov, weight_decay as L2 (sgd.cc).
-std::unique_ptr<ShardOptimizer> make_sgd_optimizer(const OptimizerConfig& cfg, const at::Tensor& param);
+std::unique_ptr<ShardOptimizer> make_sgd_optimizer(const OptimizerConfig& cfg, const at::Tensor& param,
+                                                    const StateFactory& make_state);
 // DeepSpeed FusedLion (lion.cc).
-std::unique_ptr<ShardOptimizer> make_lion_optimizer(const OptimizerConfig& cfg, const at::Tensor& param);
+std::unique_ptr<ShardOptimizer> make_lion_optimizer(const OptimizerConfig& cfg, const at::Tensor& param,
+                                                    const StateFactory& make_state);
 // torch.optim.Adagrad: lr_decay, weight_decay as L2, initial_accumulator_value (adagrad.cc).
-std::unique_ptr<ShardOptimizer> make_adagrad_optimizer(const OptimizerConfig& cfg, const at::Tensor& param);
+std::unique_ptr<ShardOptimizer> make_adagrad_optimizer(const OptimizerConfig& cfg, const at::Tensor& param,
+                                                    const StateFactory& make_state);
 // DeepSpeed FusedLamb with one trust ratio per model parameter, its norms summed across ranks (lamb.cc).
 std::unique_ptr<ShardOptimizer> make_lamb_optimizer(const OptimizerConfig& cfg, const at::Tensor& param,
                                                     std::vector<ShardSegment> segments, int64_t num_params,
@@ -50,6 +55,11 @@ inline float fp32_beta(double beta) { return static_cast<float>(beta); }
 // The beta1 in effect for a step: StepArgs::beta1 (OneCycle's cycled momentum) when set, else the configured one.
 inline float effective_beta1(const StepArgs& args, float configured) {
   return args.beta1 ? fp32_beta(*args.beta1) : configured;
+}
+
+// A state tensor of zeros like the shard: from make_state when given (NVMe offload), else on the shard's device.
+inline at::Tensor new_state(const StateFactory& make_state, const std::string& name, const at::Tensor& like) {
+  return make_state ? make_state(name, like) : at::zeros_like(like);
 }
 
 // fp32 data of a tensor the caller has checked (shard, state), for the raw-pointer kernel launchers.

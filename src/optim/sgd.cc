@@ -17,14 +17,14 @@ namespace {
 
 class SgdShardOptimizer final : public ShardOptimizer {
  public:
-  SgdShardOptimizer(const OptimizerConfig& cfg, const at::Tensor& param)
+  SgdShardOptimizer(const OptimizerConfig& cfg, const at::Tensor& param, const StateFactory& make_state)
       : momentum_(cfg.momentum),
         dampening_(cfg.dampening),
         weight_decay_(cfg.weight_decay),
         nesterov_(cfg.nesterov),
         numel_(param.numel()),
         device_(param.device()) {
-    if (momentum_ != 0) momentum_buffer_ = at::zeros_like(param);
+    if (momentum_ != 0) momentum_buffer_ = new_state(make_state, "momentum_buffer", param);
   }
 
   void step(at::Tensor& param, const at::Tensor& grad, const StepArgs& args) override {
@@ -76,8 +76,9 @@ class SgdShardOptimizer final : public ShardOptimizer {
 
 }  // namespace
 
-std::unique_ptr<ShardOptimizer> make_sgd_optimizer(const OptimizerConfig& cfg, const at::Tensor& param) {
-  return std::make_unique<SgdShardOptimizer>(cfg, param);
+std::unique_ptr<ShardOptimizer> make_sgd_optimizer(const OptimizerConfig& cfg, const at::Tensor& param,
+                                                    const StateFactory& make_state) {
+  return std::make_unique<SgdShardOptimizer>(cfg, param, make_state);
 }
 
 }  // namespace zerotrain::detail

@@ -131,7 +131,7 @@ void ShardOptimizer::step_piece(at::Tensor&, const at::Tensor&, const StepArgs&,
 
 std::unique_ptr<ShardOptimizer> make_shard_optimizer(const OptimizerConfig& cfg, const at::Tensor& param,
                                                      std::vector<ShardSegment> segments, int64_t num_params,
-                                                     AllReduceSum allreduce) {
+                                                     AllReduceSum allreduce, const StateFactory& make_state) {
   if (cfg.kind == OptimizerKind::kNone || cfg.kind == OptimizerKind::kOther) {
     throw ConfigError({"optimizer type \"" + cfg.type + "\" (" + kind_name(cfg.kind) +
                        "): zerotrain has no built-in optimizer for it; allowed: Adam, AdamW, Lamb, Lion, Adagrad, "
@@ -147,13 +147,13 @@ std::unique_ptr<ShardOptimizer> make_shard_optimizer(const OptimizerConfig& cfg,
   switch (cfg.kind) {
     case OptimizerKind::kAdam:
     case OptimizerKind::kAdamW:
-      return make_adam_optimizer(cfg, param);
+      return make_adam_optimizer(cfg, param, make_state);
     case OptimizerKind::kSGD:
-      return make_sgd_optimizer(cfg, param);
+      return make_sgd_optimizer(cfg, param, make_state);
     case OptimizerKind::kLion:
-      return make_lion_optimizer(cfg, param);
+      return make_lion_optimizer(cfg, param, make_state);
     case OptimizerKind::kAdagrad:
-      return make_adagrad_optimizer(cfg, param);
+      return make_adagrad_optimizer(cfg, param, make_state);
     case OptimizerKind::kLamb:
       return make_lamb_optimizer(cfg, param, std::move(segments), num_params, std::move(allreduce));
     case OptimizerKind::kNone:

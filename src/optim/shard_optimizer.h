@@ -64,12 +64,15 @@ class ShardOptimizer {
 // Sum-reduces a small fp32 tensor across the data-parallel ranks in place (LAMB's per-parameter norms). Identity
 // on one rank.
 using AllReduceSum = std::function<void(at::Tensor&)>;
+// Makes an optimizer state tensor: zeros shaped like `like` (the shard), for the state named `name` (as state() names
+// it). Unset: at::zeros_like on the shard's device. NVMe offload makes them in swap files (zero/swap_file.h).
+using StateFactory = std::function<at::Tensor(const std::string& name, const at::Tensor& like)>;
 
 // Builds the optimizer of `cfg` for a shard shaped like `param` (its device and numel). `segments` describe the
 // shard's layout (LAMB uses them; others ignore them); `num_params` is the model's parameter count; `allreduce`
 // is used by LAMB only. Throws ConfigError for OptimizerKind::kNone / kOther.
 std::unique_ptr<ShardOptimizer> make_shard_optimizer(const OptimizerConfig& cfg, const at::Tensor& param,
                                                      std::vector<ShardSegment> segments, int64_t num_params,
-                                                     AllReduceSum allreduce);
+                                                     AllReduceSum allreduce, const StateFactory& make_state = {});
 
 }  // namespace zerotrain::detail

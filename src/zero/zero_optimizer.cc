@@ -78,23 +78,22 @@ ZeroOptimizer::ZeroOptimizer(const FlatLayout& layout, at::Tensor params, std::s
   }
   auto comm_for_norms = comm_;
   const bool reduce_norms = sharded_ && comm_->world_size() > 1;
+  StateFactory make_state;
+  if (offload.device == OffloadDevice::kNvme) {
+    // The optimizer's state is made in swap files: it never takes host memory whole, not even at start-up.
+    make_state = [this, &offload](const std::string& name, const at::Tensor& like) {
+      swaps_.push_back(std::make_shared<SwapFile>(offload.nvme_path, "zero_optimization.offload_optimizer.nvme_path",
+                                                  name, like.numel(), like.scalar_type()));
+      return swaps_.back()->tensor();
+    };
+  }
   optimizer_ = make_shard_optimizer(cfg.optimizer(), master_, layout_.shard_segments(),
                                     static_cast<int64_t>(layout_.slots().size()),
                                     [comm_for_norms, reduce_norms](at::Tensor& t) {
                                       if (reduce_norms) comm_for_norms->all_reduce(t, ReduceOp::kSum);
-                                    });
-  if (offload.device == OffloadDevice::kNvme) {
-    // The state moves into swap files (the optimizer made it in memory; the tensors keep their identity).
-    for (auto& [name, state] : optimizer_->state()) {
-      if (!state.defined()) continue;
-      auto swap = std::make_shared<SwapFile>(offload.nvme_path, "zero_optimization.offload_optimizer.nvme_path", name,
-                                             state.numel(), state.scalar_type());
-      swap->tensor().copy_(state);
-      state.set_(swap->tensor());
-      swaps_.push_back(std::move(swap));
-    }
-    evict_swapped();
-  }
+                                    },
+                                    make_state);
+  evict_swapped();  // what construction wrote (the master's values, Adagrad's initial sums) goes to the drive
   const OptimizerConfig& oc = cfg.optimizer();
   weight_decay_ = oc.weight_decay;
   decoupled_decay_ = oc.kind == OptimizerKind::kLion ||

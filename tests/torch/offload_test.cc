@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cctype>
 #include <fstream>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <tuple>
@@ -369,6 +370,37 @@ TEST(OffloadNvme, CheckpointsResumeExactlyAndMoveToAndFromTheCpu) {
       EXPECT_TRUE(at::equal(full.params[i], resumed.params[i])) << "stage " << stage << " parameter " << i;
       EXPECT_TRUE(at::equal(full.params[i], on_cpu.params[i])) << "stage " << stage << " from nvme to cpu " << i;
     }
+  }
+}
+
+// The optimizers that step the whole shard at once (SGD with momentum, Lion, Adagrad): their state in swap files too,
+// the same results as offload to the CPU, none of it in memory between steps.
+TEST(OffloadNvme, EveryOffloadableOptimizerSwapsItsState) {
+  for (const std::string optimizer : {"SGD", "Lion", "Adagrad"}) {
+    auto run = [&](bool nvme) {
+      std::optional<UseNvme> use;
+      if (nvme) use.emplace();
+      torch::manual_seed(0);
+      Mlp model;
+      std::string cfg = config(2, "fp32", true, optimizer);
+      if (optimizer == "SGD") cfg.replace(cfg.find(R"("lr": 0.01)"), 10, R"("lr": 0.01, "momentum": 0.9)");
+      Engine engine = initialize(model.ptr(), cfg, options(c10::kCPU));
+      auto gen = at::make_generator<at::CPUGeneratorImpl>(7);
+      for (int s = 0; s < 3; ++s) {
+        engine.backward(engine.forward(at::randn({4, 16}, gen), at::randn({4, 1}, gen)));
+        engine.step();
+        if (nvme) {
+          const auto [files, rss_kb] = swap_mappings();
+          EXPECT_EQ(files, 2) << optimizer << ": the master and one state tensor";
+          if (!on_tmpfs(g_nvme_path)) EXPECT_EQ(rss_kb, 0) << optimizer << " step " << s;
+        }
+      }
+      std::vector<at::Tensor> out;
+      for (const auto& p : model->parameters()) out.push_back(p.detach().clone());
+      return out;
+    };
+    const auto cpu = run(false), nvme = run(true);
+    for (size_t i = 0; i < cpu.size(); ++i) EXPECT_TRUE(at::equal(cpu[i], nvme[i])) << optimizer << " parameter " << i;
   }
 }
 
