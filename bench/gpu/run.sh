@@ -73,7 +73,7 @@ done
 grep PARITY "$OUT/parity.log" | tee -a "$LOG"
 note "parity ($NGPU GPUs, NCCL): $(grep -E '^[0-9]+ passed, [0-9]+ failed' "$OUT/parity.log" || echo 'no result line')"
 # Optimizer offload to the CPU (stages 1-3): master and optimizer state in pinned host memory.
-"$ZT" launch --no_local_rank build-gpu/tests/distributed/parity_worker --device cuda --stages 1,2,3 --variants offload,offload_param \
+"$ZT" launch --no_local_rank build-gpu/tests/distributed/parity_worker --device cuda --stages 1,2,3 --variants offload,offload_param,offload_nvme,offload_param_nvme \
   >"$OUT/parity_offload.log" 2>&1
 grep PARITY "$OUT/parity_offload.log" | grep -v ': ok' | tee -a "$LOG"
 note "parity, optimizer offload, stages 1-3 ($NGPU GPUs, NCCL): $(grep -E '^[0-9]+ passed, [0-9]+ failed' "$OUT/parity_offload.log" || echo 'no result line')"

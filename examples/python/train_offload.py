@@ -8,9 +8,9 @@ the host, runs the optimizer there and copies the updated parameters (stage 3: t
 the parameters can live on the host too ("offload_param": {"device": "cpu"}, with the optimizer offloaded:
 examples/configs/zero_offload_config.json, ZeRO-Infinity on the CPU). The optimizer can go to NVMe instead
 ("offload_optimizer": {"device": "nvme", "nvme_path": ...}: examples/configs/zero3_nvme_offload_config.json, whose
-nvme_path /local_nvme must be a directory on the drive; the master weights and state live in swap files there).
-Parameter offload to NVMe is not implemented yet: with such a config initialize() raises zerotrain.ConfigError naming
-the setting, and this script reports it and exits with status 2.
+nvme_path /local_nvme must be a directory on the drive; the master weights and state live in swap files there), and
+at stage 3 the parameters too ("offload_param": {"device": "nvme", ...}). A config zerotrain cannot run makes
+initialize() raise zerotrain.ConfigError naming the setting; this script reports it and exits with status 2.
 """
 import argparse
 import sys

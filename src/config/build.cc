@@ -296,13 +296,14 @@ void build_zero(const Effective& e, Config::Data& data, Diagnostics& diag) {
     diag.warn(op + "device", "parameter offload only applies at stage 3 (stage is " + std::to_string(z.stage) +
                                  "); it has no effect here, as in DeepSpeed");
   }
-  if (z.offload_param.device == OffloadDevice::kCpu && z.stage == 3 &&
+  if (z.offload_param.device != OffloadDevice::kNone && z.stage == 3 &&
       z.offload_optimizer.device == OffloadDevice::kNone) {
     // DeepSpeed's offload_param moves the 16-bit parameter partition to the host and keeps the fp32 master and the
     // optimizer state on the device. zerotrain's stage 3 has no 16-bit partition on the device to begin with (units
     // gather by casting the fp32 master shard), so the device already holds what DeepSpeed's leaves there.
-    diag.warn(op + "device", "\"cpu\" without offload_optimizer: nothing to move, zerotrain's stage 3 keeps no 16-bit "
-                             "parameter partition on the device (units gather from the fp32 master shard), so device "
+    diag.warn(op + "device", "\"" + e.s(op + "device") +
+                                 "\" without offload_optimizer: nothing to move, zerotrain's stage 3 keeps no 16-bit "
+                                 "parameter partition on the device (units gather from the fp32 master shard), so device "
                              "memory is already what DeepSpeed's parameter offload leaves there; to move the master "
                              "and the optimizer state to the host as well, set offload_optimizer.device \"cpu\"");
   }

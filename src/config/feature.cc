@@ -26,9 +26,8 @@ const ValueFeature kValueFeatures[] = {
      [](const Config::Data& d) {
        return d.zero.offload_optimizer.device != OffloadDevice::kNone && d.zero.offload_optimizer.ratio < 1.0;
      }},
-    // Parameter offload to the CPU is implemented (param_units.h; alone it has nothing to move: build.cc warns).
-    {"parameter offload to NVMe", "zero_optimization.offload_param.device",
-     [](const Config::Data& d) { return d.zero.offload_param.device == OffloadDevice::kNvme && d.zero.stage == 3; }},
+    // Parameter offload to the CPU and to NVMe is implemented (param_units.h; without the optimizer's offload it has
+    // nothing to move: build.cc warns).
 };
 
 // True when an ancestor section of `path` has an "enabled" key that is false: the section's other keys then

@@ -173,9 +173,13 @@ Engine::Engine(std::shared_ptr<torch::nn::Module> model, torch::nn::AnyModule fo
                              z.offload_optimizer.device != OffloadDevice::kNone ? m.dtype : at::kFloat,
                              // parameter offload with the optimizer's: the training-dtype shard on the host (alone
                              // there is no such shard to move: a config warning says so)
-                             z.offload_param.device == OffloadDevice::kCpu &&
+                             z.offload_param.device != OffloadDevice::kNone &&
                                  z.offload_optimizer.device != OffloadDevice::kNone,
-                             z.offload_param.pin_memory},
+                             z.offload_param.pin_memory,
+                             z.offload_param.device == OffloadDevice::kNvme &&
+                                     z.offload_optimizer.device != OffloadDevice::kNone
+                                 ? z.offload_param.nvme_path
+                                 : std::string()},
         at::TensorOptions().device(m.device).dtype(m.dtype), [&](int p, at::Tensor& value) {
           initializer->init_parameter(m.param_names[p], value);
         });
@@ -270,6 +274,10 @@ Engine::Engine(std::shared_ptr<torch::nn::Module> model, torch::nn::AnyModule fo
   m.optimizer = std::make_unique<detail::ZeroOptimizer>(
       *m.layout, stage == 3 ? m.units->shard() : m.param_flat, m.comm, cfg, placement,
       per_parameter(options.weight_decay, "weight_decay"), per_parameter(options.lr_scale, "lr_scale"));
+  if (stage == 3 && m.units->shard_swap()) {  // parameters on NVMe: the step writes them back piece by piece too
+    m.optimizer->add_swap(m.units->shard_swap());
+    m.optimizer->evict_swapped();
+  }
   m.schedule = detail::make_lr_schedule(cfg.scheduler(), cfg.optimizer().lr);
 }
 

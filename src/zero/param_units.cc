@@ -113,7 +113,13 @@ ParamUnits::ParamUnits(const FlatLayout& layout, std::vector<at::Tensor> params,
   TORCH_INTERNAL_ASSERT(params_.size() == layout_.slots().size());
   TORCH_INTERNAL_ASSERT(persistent.size() == layout_.groups().size());
   const auto opts = options;
-  shard_ = settings_.shard_on_host
+  if (!settings_.nvme_path.empty()) {
+    TORCH_INTERNAL_ASSERT(settings_.shard_on_host, "parameter offload to NVMe keeps the shard on the host side");
+    shard_swap_ = std::make_shared<SwapFile>(settings_.nvme_path, "zero_optimization.offload_param.nvme_path",
+                                             "param_shard", layout_.shard_numel(), settings_.shard_dtype);
+  }
+  shard_ = shard_swap_ ? shard_swap_->tensor()
+           : settings_.shard_on_host
                ? at::empty({layout_.shard_numel()},
                            at::TensorOptions(settings_.shard_dtype)
                                .device(at::kCPU)
@@ -154,6 +160,7 @@ ParamUnits::ParamUnits(const FlatLayout& layout, std::vector<at::Tensor> params,
     live_numel_ += unit.numel;
     if (!unit.persistent) free(static_cast<int>(u));
   }
+  if (shard_swap_) shard_swap_->evict_all();  // what the loop wrote goes to the drive
 }
 
 ParamUnits::~ParamUnits() = default;
@@ -222,6 +229,13 @@ void ParamUnits::launch_gathers(const std::vector<int>& units) {
     ins[0].copy_(masters[0]);
   } else if (!ins.empty()) {
     at::_foreach_copy_(ins, masters);
+  }
+  if (shard_swap_) {
+    // The chunks were read (copies from pageable memory return when done): back to the drive only.
+    for (const at::Tensor& m : masters) {
+      const int64_t at = m.storage_offset() - shard_.storage_offset();
+      shard_swap_->evict(at, at + m.numel());
+    }
   }
   auto batch = std::make_shared<GatherBatch>();
   if (comm_->world_size() > 1) {

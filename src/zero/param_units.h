@@ -49,9 +49,11 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "zero/flat_layout.h"
+#include "zero/swap_file.h"
 #include "zerotrain/comm.h"
 
 namespace zerotrain::detail {
@@ -67,6 +69,9 @@ struct UnitSettings {
   // (pinned when the training device is a GPU) and each gather copies this rank's chunks to the device first.
   bool shard_on_host = false;
   bool pin_memory = true;
+  // Parameter offload to NVMe (`offload_param.device: "nvme"`, with shard_on_host): shard() lives in a swap file in
+  // this directory (zero/swap_file.h); each gather reads this rank's chunks from it and drops them from memory again.
+  std::string nvme_path;
 };
 
 using SegmentFunction = std::function<at::Tensor(const at::Tensor& input)>;
@@ -97,6 +102,8 @@ class ParamUnits {
   // optimizer's master shard (it updates it in place); with the optimizer offloaded, the training dtype (the optimizer
   // writes it from its host master after each step).
   at::Tensor& shard() { return shard_; }
+  // The swap file behind shard() with parameter offload to NVMe; null otherwise.
+  const std::shared_ptr<SwapFile>& shard_swap() const { return shard_swap_; }
   int num_units() const { return static_cast<int>(units_.size()); }
 
   // The units each forward segment reads.
@@ -219,6 +226,7 @@ class ParamUnits {
   UnitSettings settings_;
   std::vector<Unit> units_;
   at::Tensor shard_;
+  std::shared_ptr<SwapFile> shard_swap_;
   std::vector<std::vector<int>> units_of_;  // per segment, without persistent units
   std::vector<int64_t> segment_numel_;      // per segment: the elements of units_of_
   int64_t live_numel_ = 0;                  // elements of the units gathered or in flight

@@ -74,6 +74,9 @@ class ZeroOptimizer {
   // NVMe offload: writes the master shard and optimizer state back to their swap files and drops them from host
   // memory (after anything that read or wrote them whole: a checkpoint's save or load).
   void evict_swapped();
+  // NVMe parameter offload: the units' shard (the parameters this step writes) is in this swap file; the step evicts
+  // it piece by piece with its own.
+  void add_swap(std::shared_ptr<SwapFile> swap) { swaps_.push_back(std::move(swap)); }
   // NVMe offload: bytes of the swapped tensors in host memory now (tests).
   int64_t swapped_resident_bytes() const;
 

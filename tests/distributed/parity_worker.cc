@@ -33,6 +33,7 @@
 #include <torch/optim/sgd.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <sstream>
 #include <string>
@@ -119,6 +120,7 @@ struct RunConfig {
                           // "no_prefetch" (stage3_prefetch_bucket_size 0, stage3_max_reuse_distance 0),
                           // "offload" (offload_optimizer to the CPU; stages 1-3, stage 0 skipped),
                           // "offload_param" (offload_optimizer and offload_param to the CPU; stage 3 only),
+                          // "offload_nvme", "offload_param_nvme" (the same to NVMe: swap files in $TMPDIR or /tmp),
                           // "joined" (stage3_module_granularity_threshold 100000: neighbouring blocks share a unit;
                           // stage 3 only)
   std::string model;      // "tiny", "shared", "llama" or "gpt2"
@@ -183,6 +185,10 @@ std::string ds_config(const RunConfig& rc, int world) {
     c << R"(, "offload_optimizer": {"device": "cpu", "pin_memory": true})";
   }
   if (rc.variant == "offload_param") c << R"(, "offload_param": {"device": "cpu", "pin_memory": true})";
+  const char* tmp = std::getenv("TMPDIR");
+  const std::string nvme = std::string(R"("device": "nvme", "nvme_path": ")") + (tmp != nullptr ? tmp : "/tmp") + "\"";
+  if (rc.variant == "offload_nvme" || rc.variant == "offload_param_nvme") c << R"(, "offload_optimizer": {)" << nvme << "}";
+  if (rc.variant == "offload_param_nvme") c << R"(, "offload_param": {)" << nvme << "}";
   c << "}";
   if (rc.variant == "prescale") c << R"(, "prescale_gradients": true)";
   if (rc.variant == "predivide") c << R"(, "gradient_predivide_factor": 2.0)";
@@ -369,8 +375,10 @@ int main(int argc, char** argv) {
        for (const auto& optname : split(optimizers)) {
        for (const auto& variant : split(variants)) {
         const RunConfig rc{std::stoi(st), prec, std::stoi(g), optname, variant, model_name};
-        if (variant == "offload" && rc.stage == 0) continue;  // offload: stages 1-3
-        if ((variant == "offload_param" || variant == "joined") && rc.stage != 3) continue;  // stage 3 only
+        if ((variant == "offload" || variant == "offload_nvme") && rc.stage == 0) continue;  // offload: stages 1-3
+        if ((variant == "offload_param" || variant == "offload_param_nvme" || variant == "joined") && rc.stage != 3) {
+          continue;  // stage 3 only
+        }
         const auto [tokens, targets] = make_data(steps, rc.gas, world);
         // The reference sees the global micro-batch: all ranks' samples at once.
         const Reference ref = run_reference(rc, steps, tokens, targets, device);

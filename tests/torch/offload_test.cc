@@ -79,7 +79,10 @@ std::string config(int stage, const std::string& precision, bool offload, const 
   if (offload && !g_nvme_path.empty()) {
     c += R"(, "offload_optimizer": {"device": "nvme", "nvme_path": ")" + g_nvme_path + R"(", "pin_memory": true})";
   }
-  if (offload_param) c += R"(, "offload_param": {"device": "cpu", "pin_memory": true})";
+  if (offload_param && g_nvme_path.empty()) c += R"(, "offload_param": {"device": "cpu", "pin_memory": true})";
+  if (offload_param && !g_nvme_path.empty()) {
+    c += R"(, "offload_param": {"device": "nvme", "nvme_path": ")" + g_nvme_path + R"(", "pin_memory": true})";
+  }
   c += "}";
   if (precision == "bf16") c += R"(, "bf16": {"enabled": true})";
   if (precision == "fp16") c += R"(, "fp16": {"enabled": true, "initial_scale_power": 8})";
@@ -147,10 +150,14 @@ Trained train(int stage, const std::string& precision, bool offload, c10::Device
     run.losses.push_back(loss.item<double>());
     if (s + 1 == save_at && !resume) engine.save_checkpoint(dir, "step" + std::to_string(save_at));
     if (offload && !g_nvme_path.empty()) {
-      // NVMe: the master (unless it is the offloaded parameters' fp32 shard) and Adam's two moments are mapped swap
-      // files, and between steps none of them is in memory (tmpfs keeps its pages: not checked there)
+      // NVMe: the master (unless it is the offloaded parameters' fp32 shard), Adam's two moments and, with the
+      // parameters offloaded, their shard are mapped swap files, and between steps none of them is in memory (tmpfs
+      // keeps its pages: not checked there)
       const auto [files, rss_kb] = swap_mappings();
-      EXPECT_GE(files, 2) << "step " << s;
+      // (an fp32 stage-3 master is the units' shard itself when that is on the host: CPU ranks, parameter offload)
+      const bool master_is_shard = stage == 3 && precision == "fp32" && (device.is_cpu() || offload_param);
+      EXPECT_EQ(files, 2 + (offload_param ? 1 : 0) + (master_is_shard ? 0 : 1))
+          << "stage " << stage << " " << precision << (offload_param ? " +param" : "") << " step " << s;
       if (!on_tmpfs(g_nvme_path)) EXPECT_EQ(rss_kb, 0) << "kB of optimizer state in memory after step " << s;
     }
   }
@@ -226,9 +233,13 @@ TEST(Offload, TrainsAsWithoutOnAGpu) {
     if (stage != 3) continue;
     const Trained both =
         train(stage, "bf16", true, c10::Device(c10::kCUDA, 0), 6, "", -1, false, /*offload_param=*/true);
+    UseNvme nvme;  // ZeRO-Infinity on NVMe: the units' shard in a swap file, read per gather
+    const Trained both_nvme =
+        train(stage, "bf16", true, c10::Device(c10::kCUDA, 0), 6, "", -1, false, /*offload_param=*/true);
     for (size_t i = 0; i < plain.params.size(); ++i) {
       // the same host step as `offloaded`; the shard reaches the units from pinned memory instead of the device
       EXPECT_TRUE(at::equal(offloaded.params[i], both.params[i])) << "stage 3 +param, parameter " << i;
+      EXPECT_TRUE(at::equal(offloaded.params[i], both_nvme.params[i])) << "stage 3 +param on nvme, parameter " << i;
     }
   }
 }
@@ -310,9 +321,15 @@ TEST(Offload, GatheredParameterChangesReachTheHostMaster) {
     return out;
   };
   const auto plain = run(false, false), offloaded = run(true, false), both = run(true, true);
+  std::vector<at::Tensor> nvme;
+  {
+    UseNvme use;  // the optimizer and the parameters on NVMe
+    nvme = run(true, true);
+  }
   for (size_t i = 0; i < plain.size(); ++i) {
     EXPECT_TRUE(at::equal(plain[i], offloaded[i])) << "parameter " << i;
     EXPECT_TRUE(at::equal(plain[i], both[i])) << "+param, parameter " << i;
+    EXPECT_TRUE(at::equal(plain[i], nvme[i])) << "nvme, parameter " << i;
   }
 }
 
@@ -355,15 +372,17 @@ TEST(OffloadNvme, TrainsExactlyAsWithoutOnTheCpu) {
 }
 
 TEST(OffloadNvme, CheckpointsResumeExactlyAndMoveToAndFromTheCpu) {
-  for (int stage : {2, 3}) {
-    const std::string dir = testing::TempDir() + "/zt_nvme_ckpt" + std::to_string(stage);
+  for (int stage : {2, 3, 4}) {  // 4: stage 3 with the parameters on NVMe too
+    const bool param = stage == 4;
+    stage = std::min(stage, 3);
+    const std::string dir = testing::TempDir() + "/zt_nvme_ckpt" + std::to_string(stage) + (param ? "p" : "");
     Trained full, resumed;
     {
       UseNvme nvme;
-      full = train(stage, "bf16", true, c10::kCPU, 6, dir, 3);
-      resumed = train(stage, "bf16", true, c10::kCPU, 6, dir, 3, /*resume=*/true);
+      full = train(stage, "bf16", true, c10::kCPU, 6, dir, 3, false, param);
+      resumed = train(stage, "bf16", true, c10::kCPU, 6, dir, 3, /*resume=*/true, param);
     }
-    const Trained on_cpu = train(stage, "bf16", true, c10::kCPU, 6, dir, 3, /*resume=*/true);
+    const Trained on_cpu = train(stage, "bf16", true, c10::kCPU, 6, dir, 3, /*resume=*/true, param);
     ASSERT_EQ(resumed.losses.size(), 3u);
     for (size_t i = 0; i < 3; ++i) EXPECT_EQ(full.losses[3 + i], resumed.losses[i]) << "stage " << stage;
     for (size_t i = 0; i < full.params.size(); ++i) {
@@ -460,9 +479,9 @@ TEST(Offload, WhatItDoesNotCoverIsAnErrorNamingTheKey) {
   EXPECT_NE(ep.find("partial optimizer offload"), std::string::npos) << ep;
   EXPECT_NE(ep.find("zero_optimization.offload_optimizer.ratio"), std::string::npos) << ep;
   std::string param_nvme = config(3, "fp32", true, "AdamW", true);
-  param_nvme.replace(param_nvme.rfind(R"("device": "cpu")"), 15, R"("device": "nvme", "nvme_path": "/tmp")");
+  param_nvme.replace(param_nvme.rfind(R"("device": "cpu")"), 15, R"("device": "nvme", "nvme_path": "/nonexistent/p")");
   const std::string epn = error_of(param_nvme);
-  EXPECT_NE(epn.find("parameter offload to NVMe"), std::string::npos) << epn;
+  EXPECT_NE(epn.find("zero_optimization.offload_param.nvme_path \"/nonexistent/p\""), std::string::npos) << epn;
   const std::string e0 = error_of(config(0, "fp32", true));
   EXPECT_NE(e0.find("needs ZeRO stage 1, 2 or 3"), std::string::npos) << e0;
 }
