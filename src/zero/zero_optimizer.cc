@@ -167,7 +167,9 @@ void ZeroOptimizer::load_master() {
   if (master_.is_same(param_flat_)) return;  // stage 3 on the device: the master shard is the parameters' shard
   struct Evict {
     ZeroOptimizer* self;
-    ~Evict() { self->evict_swapped(); }
+    ~Evict() noexcept(false) {
+      if (std::uncaught_exceptions() == 0) self->evict_swapped();  // (an error already on its way wins)
+    }
   } evict{this};
   for (const ParamCopyRange& c : local_copies()) {
     at::Tensor master = master_.narrow(0, c.offset, c.dest.numel());
@@ -217,7 +219,9 @@ StepResult ZeroOptimizer::step(at::Tensor& grad, double lr, std::optional<double
   }
   struct Evict {  // NVMe: whatever path the step takes, the state goes back to the drive after it
     ZeroOptimizer* self;
-    ~Evict() { self->evict_swapped(); }
+    ~Evict() noexcept(false) {
+      if (std::uncaught_exceptions() == 0) self->evict_swapped();  // (an error already on its way wins)
+    }
   } evict{this};
   if (offload_) {
     HostPause transfer;  // the host waits for the copy: not host work
@@ -308,7 +312,9 @@ void ZeroOptimizer::step_offloaded(const at::Tensor& grad, const StepArgs& args,
   };
   struct EvictAll {
     ZeroOptimizer* self;
-    ~EvictAll() { self->evict_swapped(); }
+    ~EvictAll() noexcept(false) {
+      if (std::uncaught_exceptions() == 0) self->evict_swapped();
+    }
   } evict_all{this};
   swap(0, true);
   for (int64_t k = 0; k < count; ++k) {
