@@ -16,6 +16,17 @@
 #endif
 
 namespace zerotrain::detail {
+namespace {
+
+// NVMe offload: evicts the swapped tensors when the scope ends (not while an error unwinds: that one wins).
+struct EvictAtExit {
+  ZeroOptimizer* self;
+  ~EvictAtExit() noexcept(false) {
+    if (std::uncaught_exceptions() == 0) self->evict_swapped();
+  }
+};
+
+}  // namespace
 
 ZeroOptimizer::ZeroOptimizer(const FlatLayout& layout, at::Tensor params, std::shared_ptr<Comm> comm,
                              const Config& cfg, ParamPlacement placement,
@@ -157,20 +168,9 @@ void ZeroOptimizer::evict_swapped() {
   for (const auto& s : swaps_) s->evict_all();
 }
 
-int64_t ZeroOptimizer::swapped_resident_bytes() const {
-  int64_t bytes = 0;
-  for (const auto& s : swaps_) bytes += s->resident_bytes(0, s->tensor().numel());
-  return bytes;
-}
-
 void ZeroOptimizer::load_master() {
   if (master_.is_same(param_flat_)) return;  // stage 3 on the device: the master shard is the parameters' shard
-  struct Evict {
-    ZeroOptimizer* self;
-    ~Evict() noexcept(false) {
-      if (std::uncaught_exceptions() == 0) self->evict_swapped();  // (an error already on its way wins)
-    }
-  } evict{this};
+  const EvictAtExit evict{this};
   for (const ParamCopyRange& c : local_copies()) {
     at::Tensor master = master_.narrow(0, c.offset, c.dest.numel());
     // offloaded: the device's chunk compared and read on the host
@@ -217,12 +217,7 @@ StepResult ZeroOptimizer::step(at::Tensor& grad, double lr, std::optional<double
     gather();
     return result;
   }
-  struct Evict {  // NVMe: whatever path the step takes, the state goes back to the drive after it
-    ZeroOptimizer* self;
-    ~Evict() noexcept(false) {
-      if (std::uncaught_exceptions() == 0) self->evict_swapped();  // (an error already on its way wins)
-    }
-  } evict{this};
+  const EvictAtExit evict{this};  // NVMe: whatever path the step takes, the state goes back to the drive after it
   if (offload_) {
     HostPause transfer;  // the host waits for the copy: not host work
     grad_host_.copy_(grad);
@@ -310,12 +305,7 @@ void ZeroOptimizer::step_offloaded(const at::Tensor& grad, const StepArgs& args,
     if (k < 0 || k >= count || b >= e) return;
     for (const auto& s : swaps_) in ? s->prefetch(b, e) : s->evict(b, e);
   };
-  struct EvictAll {
-    ZeroOptimizer* self;
-    ~EvictAll() noexcept(false) {
-      if (std::uncaught_exceptions() == 0) self->evict_swapped();
-    }
-  } evict_all{this};
+  const EvictAtExit evict_all{this};
   swap(0, true);
   for (int64_t k = 0; k < count; ++k) {
     const int64_t b = k * piece, e = std::min(n, b + piece);

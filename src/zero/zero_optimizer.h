@@ -77,8 +77,6 @@ class ZeroOptimizer {
   // NVMe parameter offload: the units' shard (the parameters this step writes) is in this swap file; the step evicts
   // it piece by piece with its own.
   void add_swap(std::shared_ptr<SwapFile> swap) { swaps_.push_back(std::move(swap)); }
-  // NVMe offload: bytes of the swapped tensors in host memory now (tests).
-  int64_t swapped_resident_bytes() const;
 
   double loss_scale() const { return scaler_.scale(); }
   int64_t skipped_steps() const { return scaler_.skipped_steps(); }
