@@ -4,8 +4,11 @@
 #include <fmt/format.h>
 
 #include <memory>
+#include <optional>
 
+#include "autotune/autotune.h"
 #include "commands.h"
+#include "launch/context.h"
 #include "launch/error.h"
 #include "launch/launch.h"
 
@@ -14,7 +17,7 @@ namespace {
 
 // DeepSpeed runner flags zerotrain does not implement: given, they are an error rather than ignored.
 struct Unsupported {
-  std::string autotuning, venv_script;
+  std::string venv_script;
   bool elastic_training = false;
   bool no_ssh_check = false;  // accepted and ignored: zerotrain runs no ssh check
   int min_elastic_nodes = -1, max_elastic_nodes = -1;
@@ -32,6 +35,7 @@ void add_launch_command(CLI::App& app, int& exit_code) {
   auto ssh_port = std::make_shared<int>(0);
   auto save_pid_as = std::make_shared<int>(0);
   auto node_rank = std::make_shared<int>(-1);
+  auto autotuning = std::make_shared<std::string>();
 
   cmd->footer(
       "PROGRAM [ARGS...]: the rest of the command line, passed to every rank (put launch flags before PROGRAM).\n"
@@ -73,7 +77,9 @@ void add_launch_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--world_info", opts->world_info, "Nodes and slots as DeepSpeed's launch.py takes them (base64)");
   cmd->add_flag("-q,--quiet", opts->quiet, "Print only errors");
   cmd->add_option("--log_level", *log_level, "debug, info, warning, error or critical (error and above: --quiet)");
-  cmd->add_option("--autotuning", unsupported->autotuning, "Not supported yet (DeepSpeed's autotuner)");
+  cmd->add_option("--autotuning", *autotuning,
+                  "tune: run PROGRAM once per candidate config and write the best to autotuning_results/ "
+                  "(docs/autotuning.md); run: then train with it");
   cmd->add_flag("--elastic_training", unsupported->elastic_training, "Not supported yet");
   cmd->add_option("--min_elastic_nodes", unsupported->min_elastic_nodes, "Not supported yet");
   cmd->add_option("--max_elastic_nodes", unsupported->max_elastic_nodes, "Not supported yet");
@@ -86,11 +92,8 @@ void add_launch_command(CLI::App& app, int& exit_code) {
   cmd->prefix_command();
 
   cmd->callback([=, &exit_code] {
-    if (!unsupported->autotuning.empty()) {
-      throw detail::LaunchError("--autotuning " + unsupported->autotuning +
-                                ": zerotrain has no autotuner yet (docs/plan.md); launch without --autotuning, with "
-                                "the ZeRO stage and micro-batch size set in the config");
-    }
+    std::optional<detail::AutotuneMode> autotune_mode;
+    if (!autotuning->empty()) autotune_mode = detail::parse_autotune_mode(*autotuning);
     if (unsupported->elastic_training || unsupported->min_elastic_nodes != -1 ||
         unsupported->max_elastic_nodes != -1) {
       throw detail::LaunchError("--elastic_training/--min_elastic_nodes/--max_elastic_nodes: elastic training is "
@@ -130,6 +133,23 @@ void add_launch_command(CLI::App& app, int& exit_code) {
     if (!rest.empty()) {
       opts->program = rest.front();
       opts->program_args.assign(rest.begin() + 1, rest.end());
+    }
+    if (autotune_mode) {
+      // The launch flags as given, less --autotuning: each experiment is `zerotrain launch FLAGS PROGRAM ARGS'`.
+      const auto& line = command_line();
+      std::vector<std::string> words(line.begin() + std::min<size_t>(2, line.size()),
+                                     line.end() - static_cast<std::ptrdiff_t>(std::min(rest.size(), line.size())));
+      std::vector<std::string> launch_words;
+      for (size_t i = 0; i < words.size(); ++i) {
+        if (words[i] == "--autotuning") {
+          ++i;
+          continue;
+        }
+        if (words[i].rfind("--autotuning=", 0) == 0) continue;
+        launch_words.push_back(words[i]);
+      }
+      exit_code = detail::autotune(*opts, launch_words, *autotune_mode, detail::LaunchContext::current().self_exe);
+      return;
     }
     exit_code = detail::launch(*opts);
   });

@@ -24,6 +24,8 @@
 # ZT_PY_WORKERS=0 skips the Python package's GPU workers (the package is still built for the other parts).
 # ZT_PEER_LIST picks the 1.1B peers (ddp zero1 fsdp2 fsdp2_noreshard), ZT_CPP_STAGES the C++ model's stages.
 # ZT_SAMPLE=US: micro cpu/cpu_world also profile each run's host CPU (bench/host_sampler.h; SAMPLE lines).
+# ZT_AUTOTUNE=1: `zerotrain launch --autotuning tune` on the built-in 1.1B (seq 2048, bf16) over ZT_AUTOTUNE_STAGES
+# ("1, 2, 3") and micro-batch sizes up to ZT_AUTOTUNE_MAX_MBS (8); its summary lands in run.log.
 # ZT_ZERO_EXTRA='"key": value, ...': more zero_optimization keys for micro cpu/cpu_world (e.g. a larger
 # "stage3_prefetch_bucket_size": fewer, larger collectives a step).
 set -uo pipefail
@@ -49,7 +51,7 @@ echo "torch $($PY -c 'import torch; print(torch.__version__)'), $NGPU GPUs" | te
 t0=$(date +%s)
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$DEPS/usr" \
   -DTORCH_CUDA_ARCH_LIST=9.0 -DCMAKE_CUDA_ARCHITECTURES=90 >"$OUT/cmake.log" 2>&1 || { tail -40 "$OUT/cmake.log"; exit 1; }
-TESTS="${ZT_UNIT_TESTS:-batched_copy_test shard_optimizer_test shard_optimizer_kernels_test engine_test flat_layout_test loss_scaler_test lr_schedule_test models_test data_test stage3_test offload_test}"
+TESTS="${ZT_UNIT_TESTS:-batched_copy_test shard_optimizer_test shard_optimizer_kernels_test engine_test flat_layout_test loss_scaler_test lr_schedule_test models_test data_test stage3_test offload_test autotuning_probe_test}"
 PY_TARGET=""
 if [ "${ZT_PY:-1}" = 1 ] && grep -q "Python extension ON" "$OUT/cmake.log"; then PY_TARGET=zerotrain_python; fi
 cmake --build build-gpu -j "$(nproc)" --target zerotrain_cli parity_worker train_bench attention_bench micro_bench $TESTS $PY_TARGET \
@@ -299,6 +301,31 @@ if [ "${ZT_BIG:-0}" = 1 ]; then
   "$ZT" launch --no_local_rank build-gpu/bench/train_bench $BIG --stage 3 --seq 2048 --mb 1 --ckpt 1 --steps 4 \
     --warmup 2 >"$OUT/zt_big_stage3.log" 2>&1
   note "$(grep RESULT "$OUT/zt_big_stage3.log" | sed 's/RESULT /RESULT big /' || echo "zerotrain big stage 3: failed: $(tail -3 "$OUT/zt_big_stage3.log")")"
+fi
+
+if [ "${ZT_AUTOTUNE:-0}" = 1 ]; then
+  # DeepSpeed's autotuner through zerotrain's launcher (docs/autotuning.md): each experiment is `zerotrain train` on all
+  # GPUs; the ranking metric is throughput (samples/s of 2048 tokens).
+  AT_DIR="$OUT/autotune"
+  mkdir -p "$AT_DIR"
+  cat >"$AT_DIR/ds.json" <<EOF
+{"train_micro_batch_size_per_gpu": 1, "gradient_accumulation_steps": 1, "bf16": {"enabled": true}, "gradient_clipping": 1.0,
+ "optimizer": {"type": "AdamW", "params": {"lr": 3e-4, "betas": [0.9, 0.95], "weight_decay": 0.1}},
+ "zero_optimization": {"stage": [${ZT_AUTOTUNE_STAGES:-1, 2, 3}]},
+ "autotuning": {"enabled": true, "start_profile_step": 3, "end_profile_step": 6,
+                "max_train_micro_batch_size_per_gpu": ${ZT_AUTOTUNE_MAX_MBS:-8}, "num_tuning_micro_batch_sizes": 2}}
+EOF
+  t_at=$(date +%s)
+  (cd "$AT_DIR" && timeout "${ZT_AUTOTUNE_TIMEOUT:-420}" "$ROOT/$ZT" launch --autotuning tune --no_local_rank \
+    "$ROOT/$ZT" train --config ds.json --model llama-1.1b --seq 2048 --steps 100 --device cuda) >"$OUT/autotune.log" 2>&1
+  rc=$?
+  note "autotune: rc $rc in $(( $(date +%s) - t_at )) s: $(grep 'optimal setup' "$OUT/autotune.log" || tail -3 "$OUT/autotune.log")"
+  if [ -f "$AT_DIR/autotuning_results/summary.txt" ]; then
+    tee -a "$LOG" <"$AT_DIR/autotuning_results/summary.txt"
+    for d in "$AT_DIR"/autotuning_results/*/; do
+      [ -f "$d/stderr.log" ] && cp "$d/stderr.log" "$OUT/autotune_$(basename "$d")_stderr.log"
+    done
+  fi
 fi
 
 echo

@@ -16,6 +16,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace zerotrain {
@@ -218,6 +219,33 @@ struct LoggingConfig {
   bool memory_breakdown = false;
 };
 
+// The "autotuning" section. The engine reads the measuring keys (an experiment of `zerotrain launch --autotuning`
+// sets metric_path or model_info.profile); the launcher's autotuner reads the search keys (src/autotune/).
+struct AutotuningConfig {
+  bool enabled = false;
+  bool fast = true;                         // tune only the ZeRO stage and the micro-batch size
+  std::string results_dir = "autotuning_results";
+  std::string exps_dir = "autotuning_exps";
+  bool overwrite = true;                    // rerun experiments whose results exist
+  int64_t start_profile_step = 3;           // first optimizer step measured (1-based)
+  int64_t end_profile_step = 5;             // last optimizer step measured; the experiment exits after it
+  std::string metric = "throughput";        // "throughput" (samples/s), "latency" (ms a step) or "flops" (per GPU)
+  std::optional<std::string> metric_path;   // set: measure and write the metrics here (rank 0), then exit
+  std::string tuner_type = "gridsearch";    // "gridsearch", "random" or "model_based"
+  int64_t tuner_early_stopping = 5;         // experiments without improvement before a space ends
+  int64_t tuner_num_trials = 50;            // experiments per space at most
+  std::vector<std::pair<std::string, std::string>> arg_mappings;  // config key -> the script's argument
+  bool model_info_profile = false;          // profile the model (parameters, activation memory) and exit
+  std::optional<int64_t> num_params, hidden_size, num_layers;  // model_info given by the user
+  std::optional<std::string> model_info_path;  // where the profiling run writes the model info
+  int64_t mp_size = 1;
+  std::optional<int64_t> max_train_batch_size;
+  int64_t min_train_batch_size = 1;
+  int64_t max_train_micro_batch_size_per_gpu = 1024;
+  int64_t min_train_micro_batch_size_per_gpu = 1;
+  int64_t num_tuning_micro_batch_sizes = 3;
+};
+
 // One effective key: its value, and where it came from.
 struct EffectiveValue {
   std::string path;        // "zero_optimization.stage"
@@ -247,6 +275,7 @@ class Config {
   const AioConfig& aio() const;
   const GradientConfig& gradients() const;
   const LoggingConfig& logging() const;
+  const AutotuningConfig& autotuning() const;
   const RunInfo& run() const;
 
   // Valid DeepSpeed features this config turns on that zerotrain does not implement yet, one entry per

@@ -20,6 +20,7 @@
 
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -47,6 +48,17 @@ struct EngineOptions {
   // Per-parameter learning-rate multipliers (param groups with their own lr, e.g. layer-wise decay): (parameter of
   // the model, multiplier > 0); the parameter trains at multiplier x the schedule's learning rate. Every optimizer.
   std::vector<std::pair<at::Tensor, double>> lr_scale;
+  // Forward + backward FLOPs of one sample, when the program knows them (`zerotrain train` does for its built-in
+  // models): an autotuning experiment then reports FLOPS_per_gpu, which autotuning.metric "flops" ranks by.
+  std::optional<double> flops_per_sample;
+};
+
+// Thrown by Engine::backward / Engine::step on every rank when the run is an autotuning experiment that has written
+// its measurement (docs/autotuning.md): the program should end with status 0. zerotrain's CLI does so and the Python
+// binding raises SystemExit(0) in its place; a C++ program catches it in main (or lets `zerotrain train` run it).
+class AutotuningExit : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
 };
 
 class Engine {

@@ -148,6 +148,10 @@ PYBIND11_MODULE(_C, m) {
       if (p) std::rethrow_exception(p);
     } catch (const ConfigError& e) {
       py::set_error(config_error, e.what());
+    } catch (const AutotuningExit& e) {
+      // An autotuning experiment has written its measurement: the script ends as DeepSpeed's engine ends it (exit()).
+      PySys_WriteStderr("zerotrain: %s\n", e.what());
+      PyErr_SetObject(PyExc_SystemExit, py::int_(0).ptr());
     } catch (const c10::Error& e) {
       // Without the C++ backtrace: the message is what the user needs.
       PyErr_SetString(PyExc_RuntimeError, e.what_without_backtrace());

@@ -85,6 +85,20 @@ void apply_aliases(JsonDocument& doc, Diagnostics& diag) {
                /*deprecated=*/false, diag);
   }
 
+  // autotuning.start_step / end_step: DeepSpeed's AUTOTUNING_FORMAT text (and the seed's example) name them, its code
+  // reads start_profile_step / end_profile_step (and silently ignores these): read under the names the code reads.
+  if (root.contains("autotuning") && root["autotuning"].is_object()) {
+    for (const char* name : {"start", "end"}) {
+      const std::string from = std::string(name) + "_step";
+      if (root["autotuning"].contains(from)) {
+        diag.warn("autotuning." + from, "\"" + from + "\" is the name in DeepSpeed's documentation, which its code "
+                                        "ignores; read as \"" + name + "_profile_step\"");
+      }
+      rename_key(doc, root["autotuning"], "autotuning", from, std::string(name) + "_profile_step",
+                 /*deprecated=*/false, diag);
+    }
+  }
+
   if (!root.contains("zero_optimization") || !root["zero_optimization"].is_object()) return;
   Json& zero = root["zero_optimization"];
   const std::string zp = "zero_optimization";

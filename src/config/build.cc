@@ -309,6 +309,68 @@ void build_zero(const Effective& e, Config::Data& data, Diagnostics& diag) {
   }
 }
 
+void build_autotuning(const Effective& e, Config::Data& data, Diagnostics& diag) {
+  AutotuningConfig& t = data.autotuning;
+  const std::string p = "autotuning.";
+  t.enabled = e.b(p + "enabled", false);
+  t.fast = e.b(p + "fast", true);
+  t.results_dir = e.s(p + "results_dir", t.results_dir);
+  t.exps_dir = e.s(p + "exps_dir", t.exps_dir);
+  t.overwrite = e.b(p + "overwrite", true);
+  t.start_profile_step = e.i(p + "start_profile_step", 3);
+  t.end_profile_step = e.i(p + "end_profile_step", 5);
+  t.metric = lower(e.s(p + "metric", "throughput"));
+  if (e.has(p + "metric_path")) t.metric_path = e.s(p + "metric_path");
+  t.tuner_type = e.s(p + "tuner_type", "gridsearch");
+  if (t.tuner_type != "gridsearch" && t.tuner_type != "random" && t.tuner_type != "model_based") {
+    diag.warn(p + "tuner_type", "\"" + t.tuner_type + "\" is not a tuner (gridsearch, random, model_based): "
+                                "gridsearch is used, as DeepSpeed does");
+    t.tuner_type = "gridsearch";
+  }
+  t.tuner_early_stopping = e.i(p + "tuner_early_stopping", 5);
+  t.tuner_num_trials = e.i(p + "tuner_num_trials", 50);
+  if (const Json& m = e.at(p + "arg_mappings"); m.is_object()) {
+    for (const auto& [key, arg] : m.items()) {
+      if (!arg.is_string() || arg.get<std::string>().empty()) {
+        diag.error(p + "arg_mappings." + key, arg.dump() + " is not an argument name; allowed: a string such as "
+                                              "\"--per_device_train_batch_size\"");
+        continue;
+      }
+      // DeepSpeed's README writes "gradient_accumulation_steps " (a trailing blank): the key is trimmed.
+      std::string k = key;
+      while (!k.empty() && k.back() == ' ') k.pop_back();
+      while (!k.empty() && k.front() == ' ') k.erase(k.begin());
+      t.arg_mappings.emplace_back(k, arg.get<std::string>());
+    }
+  }
+  for (const char* key : {"model_info.max_seq_length", "model_info.hidden_width"}) {
+    if (e.has(p + key)) diag.warn(p + key, "has no effect (DeepSpeed's autotuner does not read it either)");
+  }
+  t.model_info_profile = e.b(p + "model_info.profile", false);
+  t.num_params = e.oi(p + "model_info.num_params");
+  t.hidden_size = e.oi(p + "model_info.hidden_size");
+  t.num_layers = e.oi(p + "model_info.num_layers");
+  if (e.has(p + "model_info_path")) t.model_info_path = e.s(p + "model_info_path");
+  t.mp_size = e.i(p + "mp_size", 1);
+  t.max_train_batch_size = e.oi(p + "max_train_batch_size");
+  t.min_train_batch_size = e.i(p + "min_train_batch_size", 1);
+  t.max_train_micro_batch_size_per_gpu = e.i(p + "max_train_micro_batch_size_per_gpu", 1024);
+  t.min_train_micro_batch_size_per_gpu = e.i(p + "min_train_micro_batch_size_per_gpu", 1);
+  t.num_tuning_micro_batch_sizes = e.i(p + "num_tuning_micro_batch_sizes", 3);
+  if (t.end_profile_step < std::max<int64_t>(t.start_profile_step, 1)) {
+    diag.error(p + "end_profile_step", std::to_string(t.end_profile_step) + " is before start_profile_step " +
+                                           std::to_string(t.start_profile_step) +
+                                           "; allowed: end_profile_step >= start_profile_step");
+  }
+  if (t.min_train_micro_batch_size_per_gpu > t.max_train_micro_batch_size_per_gpu) {
+    diag.error(p + "min_train_micro_batch_size_per_gpu",
+               std::to_string(t.min_train_micro_batch_size_per_gpu) + " is above max_train_micro_batch_size_per_gpu " +
+                   std::to_string(t.max_train_micro_batch_size_per_gpu) + "; allowed: at most the maximum");
+  }
+  if (t.results_dir.empty()) diag.error(p + "results_dir", "\"\" is empty; allowed: a directory path");
+  if (t.exps_dir.empty()) diag.error(p + "exps_dir", "\"\" is empty; allowed: a directory path");
+}
+
 }  // namespace
 
 void build_typed(const JsonDocument& doc, Config::Data& data, Diagnostics& diag) {
@@ -381,6 +443,7 @@ void build_typed(const JsonDocument& doc, Config::Data& data, Diagnostics& diag)
 
   build_optimizer(e, root, data, diag);
   build_scheduler(e, root, data, diag);
+  build_autotuning(e, data, diag);
 
   if (auto vocab = e.oi("vocabulary_size"); vocab && *vocab % 8 != 0) {
     diag.warn("vocabulary_size", std::to_string(*vocab) + " is not a multiple of 8: tensor cores are used less well");

@@ -22,6 +22,7 @@ struct Config::Data {
   AioConfig aio;
   GradientConfig gradients;
   LoggingConfig logging;
+  AutotuningConfig autotuning;
   std::vector<std::string> unsupported;
   std::vector<std::string> warnings;
   std::vector<EffectiveValue> effective;

@@ -1,4 +1,6 @@
-// Feature sections zerotrain does not implement yet: autotuning, elasticity, pipeline, tensor_parallel,
+// Autotuning (implemented: the engine's measuring in src/engine/autotuning_probe.h, the search in src/autotune/;
+// autotuning/{config,constants}.py, DeepSpeed validates nothing there) and the feature sections zerotrain does not
+// implement yet: elasticity, pipeline, tensor_parallel,
 // compression_training, sparse_attention, data_efficiency, curriculum_learning, progressive_layer_drop, eigenvalue,
 // quantize_training, hybrid_engine, compile, weight_quantization, expert_parallel, sequence/data_parallel_size.
 // DeepSpeed sources per section are listed in docs/config-sources.md; defaults are DeepSpeed's code defaults.
@@ -7,7 +9,6 @@
 namespace zerotrain::detail {
 
 namespace {
-constexpr std::string_view kTune = "autotuning";
 constexpr std::string_view kElastic = "elasticity";
 constexpr std::string_view kPipe = "pipeline parallelism";
 constexpr std::string_view kTP = "tensor parallelism";
@@ -26,62 +27,65 @@ constexpr std::string_view kSP = "sequence parallelism";
 
 std::vector<KeySpec> schema_features() {
   return {
-      // autotuning: autotuning/{config,constants}.py (get_scalar_param, no validation). With autotuning enabled the
-      // autotuner also accepts lists of candidate values for zero_optimization keys.
       {.path = "autotuning", .type = KeyType::kObject, .def = "",
        .doc = "DeepSpeed Autotuner: searches ZeRO stage and micro-batch size for the best metric."},
       {.path = "autotuning.enabled", .type = KeyType::kBool, .def = "false",
-       .doc = "Run this job as part of an autotuning search.", .feature = kTune},
+       .doc = "Run this job as part of an autotuning search."},
       {.path = "autotuning.fast", .type = KeyType::kBool, .def = "true",
-       .doc = "Tune only ZeRO stage and micro-batch size (false: other ZeRO knobs too).", .feature = kTune},
+       .doc = "Tune only ZeRO stage and micro-batch size (false: other ZeRO knobs too)."},
       {.path = "autotuning.results_dir", .type = KeyType::kString, .def = "\"autotuning_results\"",
-       .doc = "Directory for experiment results (must not be empty).", .feature = kTune},
+       .doc = "Directory for experiment results (must not be empty)."},
       {.path = "autotuning.exps_dir", .type = KeyType::kString, .def = "\"autotuning_exps\"",
-       .doc = "Directory for experiment descriptions (must not be empty).", .feature = kTune},
+       .doc = "Directory for experiment descriptions (must not be empty)."},
       {.path = "autotuning.overwrite", .type = KeyType::kBool, .def = "true",
-       .doc = "Rerun experiments whose results already exist.", .feature = kTune},
+       .doc = "Rerun experiments whose results already exist."},
       {.path = "autotuning.start_profile_step", .type = KeyType::kInt, .def = "3",
-       .doc = "Global step at which an experiment starts measuring.", .feature = kTune},
+       .doc = "First optimizer step an experiment measures (1-based; 0 and 1 both measure from the start)."},
       {.path = "autotuning.end_profile_step", .type = KeyType::kInt, .def = "5",
-       .doc = "Global step at which an experiment stops measuring.", .feature = kTune},
+       .doc = "Last optimizer step an experiment measures; it exits after it."},
       {.path = "autotuning.metric", .type = KeyType::kString, .def = "\"throughput\"",
-       .doc = "Metric that ranks experiments.", .rule = {.choices = "latency|throughput|flops"}, .feature = kTune},
+       .doc = "Metric that ranks experiments.", .rule = {.choices = "latency|throughput|flops", .choices_ignore_case = true}},
       {.path = "autotuning.metric_path", .type = KeyType::kString, .def = "",
-       .doc = "Where an experiment writes its metrics.", .rule = {.nullable = true}, .feature = kTune},
+       .doc = "Where an experiment writes its metrics.", .rule = {.nullable = true}},
       {.path = "autotuning.tuner_type", .type = KeyType::kString, .def = "\"gridsearch\"",
-       .doc = "Search order: gridsearch, random or model_based (others: gridsearch).", .feature = kTune},
+       .doc = "Search order: gridsearch, random or model_based (a cost model fitted to the finished experiments); "
+               "another value: gridsearch, as in DeepSpeed."},
       {.path = "autotuning.tuner_early_stopping", .type = KeyType::kInt, .def = "5",
-       .doc = "Stop after this many experiments without improvement.", .feature = kTune},
+       .doc = "Stop after this many experiments without improvement.", .rule = {.min = 1}},
       {.path = "autotuning.tuner_num_trials", .type = KeyType::kInt, .def = "50",
-       .doc = "Maximum number of experiments per ZeRO stage.", .feature = kTune},
+       .doc = "Maximum number of experiments per ZeRO stage.", .rule = {.min = 1}},
       {.path = "autotuning.arg_mappings", .type = KeyType::kMap, .def = "",
        .doc = "Maps config keys to command-line arguments of the script.", .rule = {.nullable = true}},
       {.path = "autotuning.arg_mappings.*", .type = KeyType::kAny, .def = "",
-       .doc = "Command-line argument that receives this config key's value.", .feature = kTune},
+       .doc = "Command-line argument that receives this config key's value."},
       {.path = "autotuning.model_info", .type = KeyType::kObject, .def = "",
        .doc = "Model facts that steer or replace the profiling run.", .rule = {.nullable = true}},
       {.path = "autotuning.model_info.profile", .type = KeyType::kBool, .def = "false",
-       .doc = "Only profile the model (parameters, activation memory) and exit.", .feature = kTune},
+       .doc = "Only profile the model (parameters, activation memory) and exit."},
       {.path = "autotuning.model_info.num_params", .type = KeyType::kInt, .def = "",
-       .doc = "Number of model parameters.", .rule = {.nullable = true}, .feature = kTune},
+       .doc = "Number of model parameters.", .rule = {.nullable = true}},
       {.path = "autotuning.model_info.hidden_size", .type = KeyType::kInt, .def = "",
-       .doc = "Hidden size of the model.", .rule = {.nullable = true}, .feature = kTune},
+       .doc = "Hidden size of the model.", .rule = {.nullable = true}},
       {.path = "autotuning.model_info.num_layers", .type = KeyType::kInt, .def = "",
-       .doc = "Number of layers of the model.", .rule = {.nullable = true}, .feature = kTune},
+       .doc = "Number of layers of the model.", .rule = {.nullable = true}},
+      {.path = "autotuning.model_info.max_seq_length", .type = KeyType::kInt, .def = "",
+       .doc = "In the seed's example; read by neither DeepSpeed nor zerotrain (no effect).", .rule = {.nullable = true}},
+      {.path = "autotuning.model_info.hidden_width", .type = KeyType::kInt, .def = "",
+       .doc = "In the seed's example; read by neither DeepSpeed nor zerotrain (no effect).", .rule = {.nullable = true}},
       {.path = "autotuning.model_info_path", .type = KeyType::kString, .def = "",
-       .doc = "File the profiling run writes the model info to.", .rule = {.nullable = true}, .feature = kTune},
+       .doc = "File the profiling run writes the model info to.", .rule = {.nullable = true}},
       {.path = "autotuning.mp_size", .type = KeyType::kInt, .def = "1",
-       .doc = "Model-parallel degree of the job being tuned.", .feature = kTune},
+       .doc = "Model-parallel degree of the job being tuned.", .rule = {.min = 1}},
       {.path = "autotuning.max_train_batch_size", .type = KeyType::kInt, .def = "",
-       .doc = "Largest global train batch size to try.", .rule = {.nullable = true}, .feature = kTune},
+       .doc = "Largest global train batch size to try.", .rule = {.nullable = true}},
       {.path = "autotuning.min_train_batch_size", .type = KeyType::kInt, .def = "1",
-       .doc = "Smallest global train batch size to try.", .feature = kTune},
+       .doc = "Smallest global train batch size to try.", .rule = {.min = 1}},
       {.path = "autotuning.max_train_micro_batch_size_per_gpu", .type = KeyType::kInt, .def = "1024",
-       .doc = "Largest micro-batch size per GPU to try.", .feature = kTune},
+       .doc = "Largest micro-batch size per GPU to try.", .rule = {.min = 1}},
       {.path = "autotuning.min_train_micro_batch_size_per_gpu", .type = KeyType::kInt, .def = "1",
-       .doc = "Smallest micro-batch size per GPU to try.", .feature = kTune},
+       .doc = "Smallest micro-batch size per GPU to try.", .rule = {.min = 1}},
       {.path = "autotuning.num_tuning_micro_batch_sizes", .type = KeyType::kInt, .def = "3",
-       .doc = "Number of micro-batch sizes tried per ZeRO stage.", .feature = kTune},
+       .doc = "Number of micro-batch sizes tried per ZeRO stage.", .rule = {.min = 1}},
 
       // elasticity: elasticity/{config,constants,elasticity}.py; the ranges below raise ElasticityConfigError.
       {.path = "elasticity", .type = KeyType::kObject, .def = "",

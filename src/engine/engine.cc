@@ -16,6 +16,7 @@
 #include <unordered_set>
 
 #include "checkpoint/checkpoint.h"
+#include "engine/autotuning_probe.h"
 #include "engine/host_clock.h"
 #include "checkpoint/safetensors.h"
 #include "lr/lr_schedule.h"
@@ -60,6 +61,7 @@ struct Engine::Impl {
   std::optional<bool> boundary_override;  // set_gradient_accumulation_boundary
   std::optional<double> last_grad_norm;
   bool in_backward = false;
+  std::unique_ptr<detail::AutotuningProbe> probe;  // an autotuning experiment's measuring, else null
 
   ~Impl() {
     if (segmented) segmented->set_segment_runner({});  // the runner points into this engine
@@ -279,6 +281,21 @@ Engine::Engine(std::shared_ptr<torch::nn::Module> model, torch::nn::AnyModule fo
     m.optimizer->evict_swapped();
   }
   m.schedule = detail::make_lr_schedule(cfg.scheduler(), cfg.optimizer().lr);
+
+  detail::ProbeFacts facts;
+  for (const auto& p : m.model->parameters(/*recurse=*/true)) {
+    facts.num_params += p.numel();
+    if (p.requires_grad()) facts.trainable_params += p.numel();
+  }
+  facts.rank = m.comm->rank();
+  facts.world_size = m.comm->world_size();
+  facts.device = m.device;
+  facts.train_batch_size = cfg.batch().train_batch_size;
+  facts.micro_batch_per_gpu = cfg.batch().micro_batch_per_gpu;
+  facts.gradient_accumulation_steps = cfg.batch().gradient_accumulation_steps;
+  facts.zero_stage = stage;
+  facts.flops_per_sample = options.flops_per_sample;
+  m.probe = detail::AutotuningProbe::make(cfg.autotuning(), facts);
 }
 
 Engine::~Engine() = default;
@@ -298,6 +315,7 @@ void Engine::backward(const at::Tensor& loss) {
   TORCH_CHECK(loss.defined() && loss.numel() == 1, "Engine::backward: loss must be a scalar tensor, got shape ",
               loss.defined() ? loss.sizes() : at::IntArrayRef{});
   TORCH_CHECK(loss.requires_grad(), "Engine::backward: loss does not require grad (was it computed under no_grad?)");
+  if (m.probe) m.probe->on_backward();
   const double factor = m.optimizer->loss_scale() / static_cast<double>(gradient_accumulation_steps());
   m.reducer->begin_backward(is_gradient_accumulation_boundary());
   m.in_backward = true;
@@ -366,6 +384,7 @@ void Engine::step() {
   }
   ++m.micro_steps;
   ++m.since_step;
+  if (m.probe && m.since_step == 0) m.probe->after_step(m.global_steps);
 }
 
 bool Engine::is_gradient_accumulation_boundary() const {

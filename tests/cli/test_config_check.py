@@ -4,7 +4,7 @@ import json
 import pytest
 
 EXAMPLES = ["zero1_config.json", "zero2_config.json", "zero3_config.json", "zero_offload_config.json",
-            "advanced_zero3_config.json", "zero3_nvme_offload_config.json"]
+            "advanced_zero3_config.json", "zero3_nvme_offload_config.json", "autotune_cpu.json"]
 
 
 @pytest.mark.parametrize("name", EXAMPLES)

@@ -64,3 +64,43 @@ def test_offload_example_trains_zero_infinity_on_the_cpu(launch):
     assert rc == 0, out[-4000:]
     first, last = final_losses(out)
     assert last < first
+
+def test_autotuning_a_python_script_measures_each_config_and_writes_the_best(zerotrain_cmd, tmp_path):
+    """`zerotrain launch --autotuning tune` on a DeepSpeed-style Python script: each experiment's engine times its
+    profile steps, writes metrics.json and ends the script with SystemExit(0) (docs/autotuning.md)."""
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    from conftest import _free_port
+
+    config = {"train_micro_batch_size_per_gpu": [2, 4], "gradient_accumulation_steps": 1,
+              "optimizer": {"type": "AdamW", "params": {"lr": 1e-3}}, "zero_optimization": {"stage": [1, 2]},
+              "autotuning": {"enabled": True, "start_profile_step": 1, "end_profile_step": 2}}
+    (tmp_path / "ds.json").write_text(json.dumps(config))
+    env = dict(os.environ, ZEROTRAIN_PYTHON=sys.executable, OMP_NUM_THREADS="1")
+    if os.environ.get("ZEROTRAIN_PYTHONPATH"):
+        env["PYTHONPATH"] = str(pathlib.Path(os.environ["ZEROTRAIN_PYTHONPATH"]).resolve()) + os.pathsep + \
+            env.get("PYTHONPATH", "")
+    binary = str(pathlib.Path(zerotrain_cmd[0]).resolve()) if os.sep in zerotrain_cmd[0] else zerotrain_cmd[0]
+    proc = subprocess.run([binary, "launch", "--autotuning", "tune", "--num_gpus", "2", "--master_port",
+                           str(_free_port()), str(EXAMPLES / "train.py"), "--deepspeed_config", "ds.json", "--seq", "32",
+                           "--steps", "50"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = tmp_path / "autotuning_results"
+    for name in ["z1_gas2_tmbspg2", "z1_gas1_tmbspg4", "z2_gas2_tmbspg2", "z2_gas1_tmbspg4"]:
+        m = json.loads((results / name / "metrics.json").read_text())
+        assert m["train_batch_size"] == 8 and m["profiled_steps"] == 2 and m["throughput"] > 0, m
+        assert "SystemExit" not in (results / name / "stderr.log").read_text()
+    info = json.loads((results / "profile_model_info" / "model_info.json").read_text())
+    assert info["num_params"] == sum(p.numel() for p in _tiny_gpt_parameters(32))
+    optimal = json.loads((results / "ds_config_optimal.json").read_text())
+    assert optimal["zero_optimization"]["stage"] in (1, 2) and "autotuning" not in optimal
+
+
+def _tiny_gpt_parameters(seq):
+    import sys
+    sys.path.insert(0, str(EXAMPLES))
+    import train  # the example's model
+    return list(train.TinyGPT(seq=seq).parameters())
