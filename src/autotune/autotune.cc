@@ -69,7 +69,7 @@ int autotune(const LaunchOptions& opts, const std::vector<std::string>& launch_w
       std::string v;
       if (args[i] == flag && i + 1 < args.size()) v = args[i + 1];
       if (args[i].rfind(flag + "=", 0) == 0) v = args[i].substr(flag.size() + 1);
-      if (!v.empty() && v.find_first_not_of("0123456789") == std::string::npos && std::stoll(v) > 0) {
+      if (!v.empty() && v.size() <= 9 && v.find_first_not_of("0123456789") == std::string::npos && std::stoll(v) > 0) {
         user[key] = std::stoll(v);
       }
     }

@@ -108,12 +108,23 @@ int64_t Autotuner::max_micro_batch_limit() const {
   return limit;
 }
 
-const Record& Autotuner::run(const std::string& space, int stage, int64_t micro_batch, int64_t gas,
-                             const std::vector<std::pair<std::string, Json>>& knobs) {
+bool Autotuner::ranked(const Record& r) const { return r.metric && (at_.metric != "latency" || r.at_target); }
+
+int64_t Autotuner::target_batch_per_rank(int64_t hi) {
+  if (at_.max_train_batch_size) return std::max<int64_t>(1, *at_.max_train_batch_size / world_size_);
+  if (at_.metric == "latency") {
+    if (!latency_batch_per_rank_) latency_batch_per_rank_ = hi * space_.gradient_accumulation_steps;
+    return *latency_batch_per_rank_;
+  }
+  return hi * space_.gradient_accumulation_steps;
+}
+
+Record& Autotuner::run(const std::string& space, int stage, int64_t micro_batch, int64_t gas,
+                       const std::vector<std::pair<std::string, Json>>& knobs) {
   std::string name = fmt::format("z{}_", stage);
   for (const auto& [key, value] : knobs) name += key_abbreviation(key) + value_name(value) + "_";
   name += fmt::format("gas{}_tmbspg{}", gas, micro_batch);
-  for (const auto& r : records_) {
+  for (auto& r : records_) {
     if (r.name == name) return r;
   }
   Record rec;
@@ -143,8 +154,10 @@ const Record& Autotuner::run(const std::string& space, int stage, int64_t micro_
   } catch (const ConfigError& e) {
     rec.error = std::string("config error: ") + e.what();
   }
+  bool reused = false;
   if (rec.error.empty()) {
     const RunOutcome outcome = runner_.run(name, full, metric_path);
+    reused = outcome.reused;
     if (!outcome.ok) {
       rec.error = outcome.error;
     } else if (const auto text = read_text_file(metric_path, "autotuning: metrics")) {
@@ -153,11 +166,15 @@ const Record& Autotuner::run(const std::string& space, int stage, int64_t micro_
         const std::string key = metric_key(at_.metric);
         if (rec.metrics.contains(key) && rec.metrics.at(key).is_number()) {
           rec.metric = rec.metrics.at(key).get<double>();
+        } else if (at_.metric == "flops") {
+          // Every experiment of this program would end the same way: stop now.
+          throw ConfigError({fmt::format(
+              "{}: autotuning.metric \"flops\": experiment {} reported no FLOPS_per_gpu: the program does not give "
+              "the engine its FLOPs per sample (EngineOptions::flops_per_sample; `zerotrain train` does); allowed "
+              "for it: \"throughput\" or \"latency\"",
+              source_, name)});
         } else {
-          rec.error = fmt::format("{} has no \"{}\" (autotuning.metric \"{}\"{})", metric_path, key, at_.metric,
-                                  at_.metric == "flops" ? ": the program did not give the engine its FLOPs per sample "
-                                                          "(EngineOptions::flops_per_sample); rank by throughput"
-                                                        : "");
+          rec.error = fmt::format("{} has no \"{}\"", metric_path, key);
         }
       } catch (const Json::exception& e) {
         rec.error = fmt::format("{}: not JSON: {}", metric_path, e.what());
@@ -171,7 +188,8 @@ const Record& Autotuner::run(const std::string& space, int stage, int64_t micro_
     if (rec.metrics.contains("peak_memory_bytes") && rec.metrics.at("peak_memory_bytes").is_number()) {
       mem = fmt::format(", peak memory {:.2f} GiB", rec.metrics.at("peak_memory_bytes").get<double>() / 1073741824.0);
     }
-    log_ << fmt::format("autotuning: {}: {} {:.6g} {}{}\n", name, at_.metric, *rec.metric, metric_unit(at_.metric), mem);
+    log_ << fmt::format("autotuning: {}: {} {:.6g} {}{}{}\n", name, at_.metric, *rec.metric, metric_unit(at_.metric), mem,
+                        reused ? " (reused: autotuning.overwrite is false)" : "");
   } else {
     log_ << fmt::format("autotuning: {}: failed: {}\n", name, rec.error);
   }
@@ -183,7 +201,7 @@ const Record& Autotuner::run(const std::string& space, int stage, int64_t micro_
 const Record* Autotuner::best_of(const std::string& space) const {
   const Record* best = nullptr;
   for (const auto& r : records_) {
-    if (r.space != space || !r.metric) continue;
+    if (r.space != space || !ranked(r)) continue;
     if (best == nullptr || better(*r.metric, *best->metric)) best = &r;
   }
   return best;
@@ -192,7 +210,7 @@ const Record* Autotuner::best_of(const std::string& space) const {
 const Record* Autotuner::best_overall() const {
   const Record* best = nullptr;
   for (const auto& r : records_) {
-    if (!r.metric) continue;
+    if (!ranked(r)) continue;
     if (best == nullptr || better(*r.metric, *best->metric)) best = &r;
   }
   return best;
@@ -311,21 +329,33 @@ std::vector<int64_t> Autotuner::tune_micro_batches(int stage, int64_t calculated
   std::vector<int64_t> list;
   if (space_.micro_batch_sizes) {
     list = *space_.micro_batch_sizes;
-    tbs_per_rank = at_.max_train_batch_size ? std::max<int64_t>(1, *at_.max_train_batch_size / world_size_)
-                                            : list.back() * space_.gradient_accumulation_steps;
+    tbs_per_rank = target_batch_per_rank(list.back());
   } else {
     const auto [lo, hi] = min_max_micro_batch(stage, calculated_max);
     if (lo <= 0) return {};
-    tbs_per_rank = at_.max_train_batch_size ? std::max<int64_t>(1, *at_.max_train_batch_size / world_size_)
-                                            : hi * space_.gradient_accumulation_steps;
-    const int64_t from = std::max(lo, hi / 2);
-    const int64_t stride = std::max<int64_t>(1, (hi - from) / at_.num_tuning_micro_batch_sizes);
-    for (int64_t m = from; m < hi; m += stride) list.push_back(m);
-    list.push_back(hi);
+    tbs_per_rank = target_batch_per_rank(hi);
+    // Sizes from half the largest up that divide the target batch (every ranked experiment trains the same number
+    // of samples a step), at most num_tuning_micro_batch_sizes of them, spread out, the largest always.
+    std::vector<int64_t> fit;
+    for (int64_t m = std::max(lo, hi / 2); m <= hi; ++m) {
+      if (tbs_per_rank % m == 0) fit.push_back(m);
+    }
+    if (fit.empty()) fit.push_back(std::min(hi, tbs_per_rank));
+    const size_t n = static_cast<size_t>(at_.num_tuning_micro_batch_sizes);
+    if (fit.size() <= n) {
+      list = fit;
+    } else {
+      for (size_t k = 0; k < n; ++k) list.push_back(fit[fit.size() - 1 - k * (fit.size() - 1) / std::max<size_t>(n - 1, 1)]);
+      std::sort(list.begin(), list.end());
+      list.erase(std::unique(list.begin(), list.end()), list.end());
+    }
   }
   std::vector<int64_t> ran;
   for (const int64_t m : list) {
-    if (run(space, stage, m, gas_for(tbs_per_rank, m)).metric) ran.push_back(m);
+    const int64_t gas = gas_for(tbs_per_rank, m);
+    Record& rec = run(space, stage, m, gas);
+    rec.at_target = m * gas == tbs_per_rank;
+    if (rec.metric) ran.push_back(m);
   }
   max_mbs = ran.empty() ? 0 : ran.back();
   return ran;
@@ -401,9 +431,11 @@ void Autotuner::tune_knobs(int stage, const std::vector<int64_t>& micro_batches,
     }
     const Candidate c = todo[pick];
     todo.erase(todo.begin() + static_cast<std::ptrdiff_t>(pick));
-    const Record& rec = run(space, stage, c.micro_batch, gas_for(tbs_per_rank, c.micro_batch), c.knobs);
+    const int64_t gas = gas_for(tbs_per_rank, c.micro_batch);
+    Record& rec = run(space, stage, c.micro_batch, gas, c.knobs);
+    rec.at_target = c.micro_batch * gas == tbs_per_rank;
     ++trials;
-    if (rec.metric) {
+    if (ranked(rec)) {
       seen.emplace_back(features(c), at_.metric == "latency" ? -*rec.metric : *rec.metric);
       if (!best || better(*rec.metric, *best)) {
         best = rec.metric;
@@ -422,8 +454,10 @@ std::optional<Record> Autotuner::tune() {
                       at_.fast ? "fast (ZeRO stage and micro-batch size)" : "full (other ZeRO knobs too)");
   model_ = profile_model();
   if (!model_) return std::nullopt;
-  const bool stages_given = !(space_.stages.size() == 4 && !(user_.contains("zero_optimization") &&
-                                                             user_.at("zero_optimization").contains("stage")));
+  // Stages given as a number or a list are all explored; absent or "all" stop at a stage no better than the one below.
+  const bool stages_given = user_.contains("zero_optimization") && user_.at("zero_optimization").is_object() &&
+                            user_.at("zero_optimization").contains("stage") &&
+                            !user_.at("zero_optimization").at("stage").is_string();
   int64_t prev_max_mbs = 0;
   std::optional<double> prev_best;
   for (const int stage : space_.stages) {
@@ -457,7 +491,7 @@ std::optional<Record> Autotuner::tune() {
     if (!at_.fast && stage > 0) tune_knobs(stage, ran, tbs_per_rank);
     std::optional<double> stage_best;
     for (const auto& r : records_) {
-      if (r.stage == stage && r.metric && (!stage_best || better(*r.metric, *stage_best))) stage_best = r.metric;
+      if (r.stage == stage && ranked(r) && (!stage_best || better(*r.metric, *stage_best))) stage_best = r.metric;
     }
     if (!stages_given && prev_best && stage_best && !better(*stage_best, *prev_best)) {
       log_ << fmt::format("autotuning: stage {} is no better than the stage below: higher stages not explored\n", stage);

@@ -43,6 +43,7 @@ struct Record {
   int64_t micro_batch = 0;
   int64_t gas = 1;
   std::optional<double> metric;     // the ranking metric; unset when it failed
+  bool at_target = false;           // trained the stage's target global batch (latency ranks only these)
   Json metrics;                     // everything the experiment reported
   std::string error;                // why it failed
 };
@@ -78,14 +79,21 @@ class Autotuner {
  private:
   bool better(double a, double b) const;  // a ranks above b
   std::optional<ModelInfo> profile_model();
-  const Record& run(const std::string& space, int stage, int64_t micro_batch, int64_t gas,
-                    const std::vector<std::pair<std::string, Json>>& knobs = {});
+  Record& run(const std::string& space, int stage, int64_t micro_batch, int64_t gas,
+              const std::vector<std::pair<std::string, Json>>& knobs = {});
+  // Whether a record takes part in the ranking: it has a metric, and under latency it trained the target batch (a
+  // step's latency grows with its batch: only steps of one size compare).
+  bool ranked(const Record& r) const;
+  // Samples a rank trains per optimizer step in the ranked experiments of a stage whose largest micro-batch is hi:
+  // max_train_batch_size over the ranks, else hi x the config's accumulation (under latency: the first stage's, so
+  // that stages compare).
+  int64_t target_batch_per_rank(int64_t hi);
   const Record* best_of(const std::string& space) const;
   const Record* best_overall() const;
   int64_t instantiation_bytes(int stage) const;
   // Tunes the micro-batch sizes of a stage; returns the sizes to carry into the knob search (empty: none ran) and
   // sets max_mbs to the largest that ran.
-  std::vector<int64_t> tune_micro_batches(int stage, int64_t calculated_max, int64_t& max_mbs, int64_t& gas_base);
+  std::vector<int64_t> tune_micro_batches(int stage, int64_t calculated_max, int64_t& max_mbs, int64_t& tbs_per_rank);
   std::pair<int64_t, int64_t> min_max_micro_batch(int stage, int64_t calculated_max);
   void tune_knobs(int stage, const std::vector<int64_t>& micro_batches, int64_t tbs_per_rank);
   int64_t max_micro_batch_limit() const;
@@ -101,6 +109,7 @@ class Autotuner {
   std::optional<ModelInfo> model_;
   std::deque<Record> records_;  // a deque: references to records stay valid as more are added
   std::chrono::steady_clock::time_point start_;
+  std::optional<int64_t> latency_batch_per_rank_;
 };
 
 }  // namespace zerotrain::detail

@@ -79,10 +79,12 @@ std::string last_error_line(const std::string& log) {
 int run_child(const std::vector<std::string>& argv, const std::string& what, const std::string& stdout_path,
               const std::string& stderr_path) {
   std::fflush(nullptr);
+  const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) throw LaunchError(fmt::format("autotuning: cannot start {}: {}", what, std::strerror(errno)));
   if (pid == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() != parent) ::_exit(1);  // the autotuner died before prctl took effect
     if (!stdout_path.empty()) {
       const int in = ::open("/dev/null", O_RDONLY);
       const int so = ::open(stdout_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 
 #include "config/validate.h"
@@ -25,16 +26,16 @@ int64_t positive_integer(const std::string& source, const std::string& key, cons
 
 // Replaces every list in `node` (but lists that are values of keys DeepSpeed takes as lists, such as
 // optimizer betas) by its first element.
-void first_values(Json& node, const std::string& path) {
+void first_values(Json& node, const std::string& path, const std::string& source) {
   if (!node.is_object()) return;
   for (auto& [key, value] : node.items()) {
     const std::string child = path.empty() ? key : path + "." + key;
     if (value.is_array() && (child == "train_micro_batch_size_per_gpu" || child == kZero + ".stage" ||
                              (child.rfind(kZero + ".", 0) == 0 && child.find('.', kZero.size() + 1) == std::string::npos))) {
-      if (value.empty()) bad("config", child, value, "a non-empty list of candidate values");
+      if (value.empty()) bad(source, child, value, "a non-empty list of candidate values");
       value = Json(value.front());
     } else if (value.is_object()) {
-      first_values(value, child);
+      first_values(value, child, source);
     }
   }
 }
@@ -45,7 +46,7 @@ UserSpace read_user_space(const Json& config, const std::string& source) {
   if (!config.is_object()) throw ConfigError({source + ": the config is not a JSON object"});
   UserSpace space;
   space.base = config;
-  first_values(space.base, "");
+  first_values(space.base, "", source);
 
   const Json* zero = config.contains(kZero) ? &config.at(kZero) : nullptr;
   const Json stage = zero != nullptr && zero->is_object() && zero->contains("stage") ? zero->at("stage") : Json("all");
@@ -178,8 +179,12 @@ std::string value_name(const Json& v) {
     if (auto n = as_integer(v)) return std::to_string(*n);
     return fmt::format("{:g}", d);
   }
-  if (v.is_string()) return v.get<std::string>();
-  return v.dump();
+  std::string text = v.is_string() ? v.get<std::string>() : v.dump();
+  // Names become file and directory names: anything but letters, digits, '.', '_', '-' becomes '-'.
+  for (char& c : text) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '_') c = '-';
+  }
+  return text;
 }
 
 std::string key_abbreviation(const std::string& dotted) {

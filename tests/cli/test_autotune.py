@@ -56,9 +56,10 @@ def test_the_search_finds_the_micro_batch_sizes_itself_up_to_the_configured_larg
                   autotuning={"start_profile_step": 1, "end_profile_step": 2, "max_train_micro_batch_size_per_gpu": 4})
     proc = autotune(zerotrain_bin, tmp_path, config, subcommand=True)  # `zerotrain autotune` = launch --autotuning
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    # The configured smallest (1) runs, then the largest allowed (4), then sizes from half of it up at its batch.
+    # The configured smallest (1) runs, then the largest allowed (4), then the sizes from half of it up that divide
+    # its batch (2 with accumulation 2; 3 would train 3 samples a step instead of 4).
     ran = sorted(p.name for p in (tmp_path / "autotuning_results").iterdir() if (p / "metrics.json").exists())
-    assert ran == ["z2_gas1_tmbspg1", "z2_gas1_tmbspg3", "z2_gas1_tmbspg4", "z2_gas2_tmbspg2"], proc.stdout
+    assert ran == ["z2_gas1_tmbspg1", "z2_gas1_tmbspg4", "z2_gas2_tmbspg2"], proc.stdout
 
 
 def test_run_mode_trains_with_the_optimal_config_on_two_ranks(zerotrain_bin, tmp_path):
@@ -119,3 +120,15 @@ def test_arg_mappings_carry_each_experiments_micro_batch_to_the_script(zerotrain
     assert ran == ["z1_gas1_tmbspg2", "z1_gas1_tmbspg3"], proc.stdout
     assert "--micro-batch 3" in (results / "z1_gas1_tmbspg3" / "cmd.txt").read_text()
     assert "batch 3 = 3 x 1 x 1" in (results / "z1_gas1_tmbspg3" / "stdout.log").read_text()
+
+
+def test_with_overwrite_false_a_rerun_reuses_the_measured_experiments(zerotrain_bin, tmp_path):
+    config = dict(BASE, train_micro_batch_size_per_gpu=[2], zero_optimization={"stage": [1]},
+                  autotuning={"start_profile_step": 1, "end_profile_step": 2, "overwrite": False})
+    first = autotune(zerotrain_bin, tmp_path, config)
+    assert first.returncode == 0 and "reused" not in first.stdout, first.stdout + first.stderr
+    metrics = (tmp_path / "autotuning_results" / "z1_gas1_tmbspg2" / "metrics.json").read_text()
+    second = autotune(zerotrain_bin, tmp_path, config)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "z1_gas1_tmbspg2: throughput" in second.stdout and "(reused: autotuning.overwrite is false)" in second.stdout
+    assert (tmp_path / "autotuning_results" / "z1_gas1_tmbspg2" / "metrics.json").read_text() == metrics

@@ -122,29 +122,32 @@ TEST(Autotuner, ListedStagesAndMicroBatchSizesRunEachAndTheBestIsWritten) {
 
 TEST(Autotuner, SearchFindsTheLargestMicroBatchThatFitsAndTunesBelowIt) {
   SyntheticRunner runner;
-  runner.fits = [](int, int64_t mbs) { return mbs <= 37; };
+  runner.fits = [](int, int64_t mbs) { return mbs <= 36; };
   std::ostringstream log;
   Autotuner tuner(parse(R"({"optimizer": {"type": "AdamW", "params": {"lr": 1e-3}}, "zero_optimization": {"stage": 2},
       "autotuning": {"max_train_micro_batch_size_per_gpu": 64}})"), "cfg.json", 1, runner, log);
   const auto best = tuner.tune();
   ASSERT_TRUE(best.has_value()) << log.str();
-  EXPECT_EQ(best->micro_batch, 37) << log.str();
-  // The memory estimate allows 64: 64 (1.05x capped), then 60 (0.95x) fail; the binary search climbs to 37.
+  EXPECT_EQ(best->micro_batch, 36) << log.str();
+  // The memory estimate allows 64: 64 (1.05x capped), then 60 (0.95x) fail; the binary search climbs to 36.
   EXPECT_NE(std::find(runner.ran.begin(), runner.ran.end(), "z2_gas1_tmbspg64"), runner.ran.end());
   EXPECT_NE(std::find(runner.ran.begin(), runner.ran.end(), "z2_gas1_tmbspg60"), runner.ran.end());
   int failures = 0;
   for (const auto& r : tuner.records()) {
     if (!r.metric) {
       ++failures;
-      EXPECT_GT(r.micro_batch, 37);
+      EXPECT_GT(r.micro_batch, 36);
       EXPECT_NE(r.error.find("out of memory"), std::string::npos);
     }
   }
   EXPECT_GE(failures, 2);
-  // Then num_tuning_micro_batch_sizes sizes from half the largest up, at the largest's global batch.
+  // Then sizes from half the largest up that divide its batch (18 and 36; 19-35 would train another batch), all at
+  // the largest's global batch.
   bool tuned_half = false;
   for (const auto& r : tuner.records()) {
     if (r.micro_batch == 18 && r.gas == 2) tuned_half = true;
+    if (r.at_target) EXPECT_EQ(r.config.at("train_batch_size"), 36) << r.name;
+    if (r.micro_batch > 18 && r.micro_batch < 36) EXPECT_FALSE(r.at_target) << r.name;  // only the search's runs
   }
   EXPECT_TRUE(tuned_half) << log.str();
 }
@@ -165,15 +168,55 @@ TEST(Autotuner, MemoryEstimateSkipsAStageThatCannotHoldTheModel) {
 }
 
 TEST(Autotuner, UnlistedStagesStopWhenAStageIsNoBetterThanTheOneBelow) {
+  for (const std::string zero : {"", R"(, "zero_optimization": {"stage": "all"})"}) {
+    SyntheticRunner runner;
+    runner.throughput = [](const Json& c) { return 100.0 - 10.0 * c.at("zero_optimization").at("stage").get<int>(); };
+    std::ostringstream log;
+    Autotuner tuner(parse(R"({"train_micro_batch_size_per_gpu": [2], "optimizer": {"type": "SGD", "params": {"lr": 0.1}})" +
+                          zero + "}"),
+                    "cfg.json", 2, runner, log);
+    const auto best = tuner.tune();
+    ASSERT_TRUE(best.has_value());
+    EXPECT_EQ(best->stage, 0);
+    EXPECT_EQ(runner.ran, (std::vector<std::string>{"profile_model_info", "z0_gas1_tmbspg2", "z1_gas1_tmbspg2"})) << zero;
+  }
+}
+
+TEST(Autotuner, LatencyComparesOnlyStepsOfTheTargetBatch) {
   SyntheticRunner runner;
-  runner.throughput = [](const Json& c) { return 100.0 - 10.0 * c.at("zero_optimization").at("stage").get<int>(); };
+  // Throughput saturates with the micro-batch: a step of one sample is the shortest, but it trains 1/8 of the batch.
+  runner.throughput = [](const Json& c) {
+    const double m = c.at("train_micro_batch_size_per_gpu").get<double>();
+    return 10.0 * m / (1.0 + 0.1 * m);
+  };
   std::ostringstream log;
-  Autotuner tuner(parse(R"({"train_micro_batch_size_per_gpu": [2], "optimizer": {"type": "SGD", "params": {"lr": 0.1}}})"),
-                  "cfg.json", 2, runner, log);
+  Autotuner tuner(parse(R"({"optimizer": {"type": "SGD", "params": {"lr": 0.1}}, "zero_optimization": {"stage": 1},
+      "autotuning": {"metric": "latency", "max_train_micro_batch_size_per_gpu": 8}})"), "cfg.json", 1, runner, log);
   const auto best = tuner.tune();
-  ASSERT_TRUE(best.has_value());
-  EXPECT_EQ(best->stage, 0);
-  EXPECT_EQ(runner.ran, (std::vector<std::string>{"profile_model_info", "z0_gas1_tmbspg2", "z1_gas1_tmbspg2"}));
+  ASSERT_TRUE(best.has_value()) << log.str();
+  // The search ran micro-batch 1 (110 ms a step of 1 sample); the ranked runs train 8 samples: 4 x 2 (280 ms) and
+  // 8 x 1 (180 ms).
+  EXPECT_EQ(best->name, "z1_gas1_tmbspg8") << log.str();
+  EXPECT_EQ(best->config.at("train_batch_size"), 8);
+  tuner.write_results(runner.dir);
+  EXPECT_NE(read(runner.dir + "/summary.txt").find("| global | 3 | 180 | z1_gas1_tmbspg8 |"), std::string::npos)
+      << read(runner.dir + "/summary.txt");
+}
+
+TEST(Autotuner, TheFlopsMetricWithoutAFlopCountEndsTheSearchAtTheFirstExperiment) {
+  SyntheticRunner runner;  // writes throughput and latency only, as a program without FLOPs per sample
+  std::ostringstream log;
+  Autotuner tuner(parse(R"({"train_micro_batch_size_per_gpu": [1, 2], "optimizer": {"type": "SGD", "params": {"lr": 0.1}},
+      "zero_optimization": {"stage": [1, 2]}, "autotuning": {"metric": "FLOPS"}})"), "cfg.json", 1, runner, log);
+  try {
+    tuner.tune();
+    FAIL() << "no error";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("autotuning.metric \"flops\": experiment z1_gas2_tmbspg1 reported no FLOPS_per_gpu"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(runner.ran.size(), 2u);  // the profiling run and one experiment
 }
 
 TEST(Autotuner, LatencyRanksTheShortestStepFirst) {
@@ -333,6 +376,8 @@ TEST(AutotuneSearchSpace, ListsBecomeKnobsAndTheBaseTakesTheFirstValues) {
   EXPECT_EQ(value_name(Json(500000000)), "5e8");
   EXPECT_EQ(value_name(Json(5e7)), "5e7");
   EXPECT_EQ(key_abbreviation("zero_optimization.stage3_prefetch_bucket_size"), "spbs");
+  EXPECT_EQ(value_name(Json::parse(R"({"device": "nvme", "nvme_path": "/nvme"})")), "--device---nvme---nvme_path----nvme--");
+  EXPECT_EQ(value_name(Json("a/b c")), "a-b-c");
 }
 
 }  // namespace
