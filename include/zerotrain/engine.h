@@ -118,6 +118,9 @@ class Engine {
   // as a Python lr_scheduler object, steps it). Throws std::invalid_argument unless lr is finite and >= 0.
   void set_lr(double lr);
   double loss_scale() const;                           // current fp16 loss scale (1 otherwise)
+  // The FLOPs of one sample's forward and backward, for an autotuning experiment's FLOPS metric (the Python binding
+  // counts them over the first micro-step); EngineOptions::flops_per_sample gives them up front.
+  void set_flops_per_sample(double flops);
   int64_t train_batch_size() const;
   int64_t train_micro_batch_size_per_gpu() const;
   int64_t gradient_accumulation_steps() const;

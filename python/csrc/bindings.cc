@@ -213,6 +213,7 @@ PYBIND11_MODULE(_C, m) {
            py::call_guard<py::gil_scoped_release>())
       .def("step", [](PyEngine& e) { e.get().step(); }, py::call_guard<py::gil_scoped_release>())
       .def("zero_grad", [](PyEngine& e) { e.get().zero_grad(); })
+      .def("set_flops_per_sample", [](PyEngine& e, double flops) { e.get().set_flops_per_sample(flops); })
       .def("is_gradient_accumulation_boundary",
            [](PyEngine& e) { return e.get().is_gradient_accumulation_boundary(); })
       .def("set_gradient_accumulation_boundary",

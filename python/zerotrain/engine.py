@@ -283,6 +283,12 @@ class ZeroTrainEngine(torch.nn.Module):
             effective.get("fp16", {}).get("auto_cast"))
         self._client_scheduler = None
         self._step_applied = False
+        # An autotuning experiment ranked by FLOPS: the first micro-step's forward and backward are counted
+        # (torch.utils.flop_counter), as DeepSpeed's flops profiler counts a step, and handed to the engine.
+        tuning = effective.get("autotuning", {}) or {}
+        self._count_flops = bool(tuning.get("enabled")) and str(tuning.get("metric", "")).lower() == "flops" and bool(
+            tuning.get("metric_path"))
+        self._flop_counter = None
         self.optimizer = self.lr_scheduler = self.training_dataloader = None  # initialize sets them
         _LIVE_ENGINES.add(self)
 
@@ -330,6 +336,10 @@ class ZeroTrainEngine(torch.nn.Module):
         if self._fp16_auto_cast:
             args, kwargs = pytree.tree_map_only(
                 torch.Tensor, lambda t: t.half() if t.is_floating_point() else t, (args, kwargs))
+        if self._count_flops and self._flop_counter is None:
+            from torch.utils.flop_counter import FlopCounterMode
+            self._flop_counter = FlopCounterMode(display=False)
+            self._flop_counter.__enter__()  # left in backward(), after the model's backward
         self._engine.begin_forward()
         try:
             return self.module(*args, **kwargs)
@@ -346,7 +356,15 @@ class ZeroTrainEngine(torch.nn.Module):
                              "by gradient_accumulation_steps)")
         if not isinstance(loss, torch.Tensor):
             raise TypeError(f"backward: loss must be a tensor, not {type(loss).__name__}")
-        self._engine.backward(loss)
+        try:
+            self._engine.backward(loss)
+        finally:
+            if self._count_flops and self._flop_counter is not None:
+                self._flop_counter.__exit__(None, None, None)
+                self._count_flops = False
+                flops = self._flop_counter.get_total_flops()
+                if flops > 0:
+                    self._engine.set_flops_per_sample(flops / self._engine.train_micro_batch_size_per_gpu())
         return loss
 
     def step(self, lr_kwargs=None):

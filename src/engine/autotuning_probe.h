@@ -48,6 +48,7 @@ class AutotuningProbe {
   // After every optimizer step, with the number of optimizer steps done: starts the clock after step
   // start_profile_step - 1 and, after step end_profile_step, writes the metrics and throws AutotuningExit.
   void after_step(int64_t global_steps);
+  void set_flops_per_sample(double flops) { facts_.flops_per_sample = flops; }
 
  private:
   AutotuningProbe(const AutotuningConfig& config, const ProbeFacts& facts);

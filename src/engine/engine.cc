@@ -415,6 +415,13 @@ void Engine::set_lr(double lr) {
   impl_->client_lr = lr;
 }
 double Engine::loss_scale() const { return impl_->optimizer->loss_scale(); }
+void Engine::set_flops_per_sample(double flops) {
+  if (!std::isfinite(flops) || flops <= 0) {
+    throw std::invalid_argument("set_flops_per_sample: " + std::to_string(flops) + " is invalid; allowed: a finite "
+                                "number > 0");
+  }
+  if (impl_->probe) impl_->probe->set_flops_per_sample(flops);
+}
 int64_t Engine::train_batch_size() const { return impl_->config->batch().train_batch_size; }
 int64_t Engine::train_micro_batch_size_per_gpu() const { return impl_->config->batch().micro_batch_per_gpu; }
 int64_t Engine::gradient_accumulation_steps() const { return impl_->config->batch().gradient_accumulation_steps; }

@@ -94,13 +94,33 @@ def test_autotuning_a_python_script_measures_each_config_and_writes_the_best(zer
         assert m["train_batch_size"] == 8 and m["profiled_steps"] == 2 and m["throughput"] > 0, m
         assert "SystemExit" not in (results / name / "stderr.log").read_text()
     info = json.loads((results / "profile_model_info" / "model_info.json").read_text())
-    assert info["num_params"] == sum(p.numel() for p in _tiny_gpt_parameters(32))
+    assert info["num_params"] == sum(p.numel() for p in _tiny_gpt(32).parameters())
     optimal = json.loads((results / "ds_config_optimal.json").read_text())
     assert optimal["zero_optimization"]["stage"] in (1, 2) and "autotuning" not in optimal
 
 
-def _tiny_gpt_parameters(seq):
+def _tiny_gpt(seq):
     import sys
     sys.path.insert(0, str(EXAMPLES))
     import train  # the example's model
-    return list(train.TinyGPT(seq=seq).parameters())
+    return train.TinyGPT(seq=seq)
+
+
+def test_an_experiment_ranked_by_flops_counts_the_scripts_flops(launch, tmp_path):
+    """An autotuning experiment with metric "flops" (what `--autotuning` runs): the Python engine counts the first
+    micro-step's FLOPs (torch.utils.flop_counter) and the engine reports FLOPS_per_gpu, then the script ends with 0."""
+    config = {"train_micro_batch_size_per_gpu": 2, "gradient_accumulation_steps": 1,
+              "optimizer": {"type": "AdamW", "params": {"lr": 1e-3}}, "zero_optimization": {"stage": 2},
+              "autotuning": {"enabled": True, "metric": "flops", "start_profile_step": 1, "end_profile_step": 2,
+                             "metric_path": str(tmp_path / "metrics.json")}}
+    (tmp_path / "ds.json").write_text(json.dumps(config))
+    rc, out = launch(EXAMPLES / "train.py", 2, "--deepspeed_config", tmp_path / "ds.json", "--seq", "32", "--steps", "50")
+    assert rc == 0, out[-4000:]
+    assert "step   10" not in out  # ended after the second step
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    per_sample = m["FLOPS_per_gpu"] * (m["latency"] / 1000) * m["world_size"] / m["train_batch_size"]
+    # TinyGPT (d 128, 4 blocks, vocab 256) at 32 tokens: matrix products 6 x 32 x (4 x 12 d^2 + 256 d) ~ 4.1e7 plus
+    # attention's scores and values (fwd + bwd 3 x 4 x 32^2 x 128 x 4 blocks ~ 6.3e6).
+    model = _tiny_gpt(32)
+    linear = sum(p.numel() for n, p in model.named_parameters() if p.dim() == 2 and not n.startswith(("embed", "pos")))
+    assert 0.9 * 6 * 32 * linear < per_sample < 1.5 * 6 * 32 * linear, (per_sample, linear)
