@@ -246,6 +246,15 @@ struct AutotuningConfig {
   int64_t num_tuning_micro_batch_sizes = 3;
 };
 
+// The tensorboard and csv_monitor sections: rank 0 writes the training metrics (loss, learning rate, loss scale)
+// to output_path/job_name after each optimizer step (src/engine/monitor.h).
+struct MonitorConfig {
+  bool tensorboard = false;
+  std::string tensorboard_output_path, tensorboard_job_name = "DeepSpeedJobName";
+  bool csv = false;
+  std::string csv_output_path, csv_job_name = "DeepSpeedJobName";
+};
+
 // One effective key: its value, and where it came from.
 struct EffectiveValue {
   std::string path;        // "zero_optimization.stage"
@@ -276,6 +285,7 @@ class Config {
   const GradientConfig& gradients() const;
   const LoggingConfig& logging() const;
   const AutotuningConfig& autotuning() const;
+  const MonitorConfig& monitor() const;
   const RunInfo& run() const;
 
   // Valid DeepSpeed features this config turns on that zerotrain does not implement yet, one entry per

@@ -445,6 +445,14 @@ void build_typed(const JsonDocument& doc, Config::Data& data, Diagnostics& diag)
   build_scheduler(e, root, data, diag);
   build_autotuning(e, data, diag);
 
+  MonitorConfig& mon = data.monitor;
+  mon.tensorboard = e.b("tensorboard.enabled", false);
+  mon.tensorboard_output_path = e.s("tensorboard.output_path");
+  mon.tensorboard_job_name = e.s("tensorboard.job_name", mon.tensorboard_job_name);
+  mon.csv = e.b("csv_monitor.enabled", false);
+  mon.csv_output_path = e.s("csv_monitor.output_path");
+  mon.csv_job_name = e.s("csv_monitor.job_name", mon.csv_job_name);
+
   if (auto vocab = e.oi("vocabulary_size"); vocab && *vocab % 8 != 0) {
     diag.warn("vocabulary_size", std::to_string(*vocab) + " is not a multiple of 8: tensor cores are used less well");
   }

@@ -75,6 +75,7 @@ const AioConfig& Config::aio() const { return data_->aio; }
 const GradientConfig& Config::gradients() const { return data_->gradients; }
 const LoggingConfig& Config::logging() const { return data_->logging; }
 const AutotuningConfig& Config::autotuning() const { return data_->autotuning; }
+const MonitorConfig& Config::monitor() const { return data_->monitor; }
 const RunInfo& Config::run() const { return data_->run; }
 const std::vector<std::string>& Config::unsupported_features() const { return data_->unsupported; }
 const std::vector<std::string>& Config::warnings() const { return data_->warnings; }

@@ -23,6 +23,7 @@ struct Config::Data {
   GradientConfig gradients;
   LoggingConfig logging;
   AutotuningConfig autotuning;
+  MonitorConfig monitor;
   std::vector<std::string> unsupported;
   std::vector<std::string> warnings;
   std::vector<EffectiveValue> effective;

@@ -8,8 +8,6 @@ namespace zerotrain::detail {
 
 namespace {
 constexpr std::string_view kFlops = "flops profiler";
-constexpr std::string_view kTensorboard = "tensorboard monitor";
-constexpr std::string_view kCsv = "csv monitor";
 constexpr std::string_view kWandb = "wandb monitor";
 constexpr std::string_view kComet = "comet monitor";
 constexpr std::string_view kCommsLogger = "comms logger";
@@ -41,19 +39,17 @@ std::vector<KeySpec> schema_monitoring() {
       // Monitors: monitor/config.py. get_monitor_config passes each of the four sections (default {}) to pydantic.
       {.path = "tensorboard", .type = KeyType::kObject, .def = "",
        .doc = "Log training metrics as TensorBoard events."},
-      {.path = "tensorboard.enabled", .type = KeyType::kBool, .def = "false", .doc = "Write TensorBoard event files.",
-       .feature = kTensorboard},
+      {.path = "tensorboard.enabled", .type = KeyType::kBool, .def = "false", .doc = "Write TensorBoard event files."},
       {.path = "tensorboard.output_path", .type = KeyType::kString, .def = "\"\"",
-       .doc = "Directory of the event files (empty: under the launch directory).", .feature = kTensorboard},
+       .doc = "Directory of the event files (empty: under the launch directory)."},
       {.path = "tensorboard.job_name", .type = KeyType::kString, .def = "\"DeepSpeedJobName\"",
-       .doc = "Subdirectory of output_path for this job.", .feature = kTensorboard},
+       .doc = "Subdirectory of output_path for this job."},
       {.path = "csv_monitor", .type = KeyType::kObject, .def = "", .doc = "Log training metrics to local CSV files."},
-      {.path = "csv_monitor.enabled", .type = KeyType::kBool, .def = "false", .doc = "Write CSV metric files.",
-       .feature = kCsv},
+      {.path = "csv_monitor.enabled", .type = KeyType::kBool, .def = "false", .doc = "Write CSV metric files."},
       {.path = "csv_monitor.output_path", .type = KeyType::kString, .def = "\"\"",
-       .doc = "Directory of the CSV files (empty: under the launch directory).", .feature = kCsv},
+       .doc = "Directory of the CSV files (empty: under the launch directory)."},
       {.path = "csv_monitor.job_name", .type = KeyType::kString, .def = "\"DeepSpeedJobName\"",
-       .doc = "Subdirectory of output_path for this job.", .feature = kCsv},
+       .doc = "Subdirectory of output_path for this job."},
       {.path = "wandb", .type = KeyType::kObject, .def = "", .doc = "Log training metrics to Weights & Biases."},
       {.path = "wandb.enabled", .type = KeyType::kBool, .def = "false", .doc = "Send metrics to WandB.",
        .feature = kWandb},

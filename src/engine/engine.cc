@@ -18,6 +18,7 @@
 #include "checkpoint/checkpoint.h"
 #include "engine/autotuning_probe.h"
 #include "engine/host_clock.h"
+#include "engine/monitor.h"
 #include "checkpoint/safetensors.h"
 #include "lr/lr_schedule.h"
 #include "zero/flat_layout.h"
@@ -62,6 +63,8 @@ struct Engine::Impl {
   std::optional<double> last_grad_norm;
   bool in_backward = false;
   std::unique_ptr<detail::AutotuningProbe> probe;  // an autotuning experiment's measuring, else null
+  std::unique_ptr<detail::Monitor> monitor;        // csv_monitor / tensorboard on rank 0, else null
+  at::Tensor loss_sum;                             // with a monitor: the step's loss / gas, summed on the device
 
   ~Impl() {
     if (segmented) segmented->set_segment_runner({});  // the runner points into this engine
@@ -296,6 +299,7 @@ Engine::Engine(std::shared_ptr<torch::nn::Module> model, torch::nn::AnyModule fo
   facts.zero_stage = stage;
   facts.flops_per_sample = options.flops_per_sample;
   m.probe = detail::AutotuningProbe::make(cfg.autotuning(), facts);
+  if (m.comm->rank() == 0) m.monitor = detail::Monitor::make(cfg.monitor());
 }
 
 Engine::~Engine() = default;
@@ -316,6 +320,10 @@ void Engine::backward(const at::Tensor& loss) {
               loss.defined() ? loss.sizes() : at::IntArrayRef{});
   TORCH_CHECK(loss.requires_grad(), "Engine::backward: loss does not require grad (was it computed under no_grad?)");
   if (m.probe) m.probe->on_backward();
+  if (m.monitor) {
+    const at::Tensor l = loss.detach().to(at::kFloat) / static_cast<double>(gradient_accumulation_steps());
+    m.loss_sum = m.loss_sum.defined() ? m.loss_sum + l : l;
+  }
   const double factor = m.optimizer->loss_scale() / static_cast<double>(gradient_accumulation_steps());
   m.reducer->begin_backward(is_gradient_accumulation_boundary());
   m.in_backward = true;
@@ -381,6 +389,18 @@ void Engine::step() {
     m.last_grad_norm = result.grad_norm;
     ++m.global_steps;
     m.since_step = -1;
+    if (m.monitor) {
+      // DeepSpeed's events: the loss at the samples trained before this step, the others after it.
+      const int64_t tbs = train_batch_size();
+      std::vector<detail::MonitorEvent> events;
+      if (m.loss_sum.defined()) events.push_back({"Train/Samples/train_loss", m.loss_sum.item<double>(), (m.global_steps - 1) * tbs});
+      events.push_back({"Train/Samples/lr", m.lr(), m.global_steps * tbs});
+      if (m.config->precision() == Precision::kFp16) {
+        events.push_back({"Train/Samples/loss_scale", m.optimizer->loss_scale(), m.global_steps * tbs});
+      }
+      m.monitor->write(events);
+      m.loss_sum = at::Tensor();
+    }
   }
   ++m.micro_steps;
   ++m.since_step;

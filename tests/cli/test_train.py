@@ -1,5 +1,6 @@
 """`zerotrain train`: the main job trains on 2 CPU ranks (through zerotrain launch + mpirun) and the loss falls."""
 import importlib.util
+import json
 import pathlib
 import re
 
@@ -157,3 +158,19 @@ def test_converted_checkpoint_loads_in_transformers(run, examples, tmp_path, mod
         loss = hf(input_ids=ids, labels=ids).loss.item()
     recent = sum(losses[-5:]) / 5
     assert abs(loss - recent) < 0.3 and loss < 4.0, (loss, losses)
+
+
+def test_train_writes_deepspeed_csv_and_tensorboard_monitors(run, tmp_path):
+    config = json.dumps({"train_micro_batch_size_per_gpu": 4, "gradient_accumulation_steps": 1,
+                         "optimizer": {"type": "AdamW", "params": {"lr": 1e-3}}, "zero_optimization": {"stage": 1},
+                         "csv_monitor": {"enabled": True, "output_path": str(tmp_path), "job_name": "csv"},
+                         "tensorboard": {"enabled": True, "output_path": str(tmp_path), "job_name": "tb"}})
+    run("train", "--config", config, "--model", "llama-tiny", "--seq", 32, "--steps", 6, "--ranks", 1, "--device", "cpu",
+        check_rc=0)
+    rows = (tmp_path / "csv" / "Train_Samples_train_loss.csv").read_text().splitlines()
+    assert rows[0] == "step,train_loss" and len(rows) == 7, rows
+    assert [int(r.split(",")[0]) for r in rows[1:]] == [0, 4, 8, 12, 16, 20]
+    assert all(0 < float(r.split(",")[1]) < 10 for r in rows[1:]), rows
+    assert (tmp_path / "csv" / "Train_Samples_lr.csv").read_text().startswith("step,lr\n4,")
+    events = list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    assert len(events) == 1 and events[0].stat().st_size > 6 * 2 * 40, events
