@@ -7,6 +7,7 @@
 #include <ostream>
 #include <random>
 
+#include "config/config_data.h"
 #include "config/validate.h"
 #include "launch/shell.h"
 #include "launch/text_file.h"
@@ -26,20 +27,14 @@ std::string metric_unit(const std::string& metric) {
   return "samples/s";
 }
 
-std::optional<int64_t> integer_at(const Json& config, const std::string& section, const std::string& key) {
-  if (!config.contains(section) || !config.at(section).is_object() || !config.at(section).contains(key)) {
-    return std::nullopt;
-  }
-  return as_integer(config.at(section).at(key));
+std::optional<int64_t> integer_at(const Json& config, const std::string& dotted) {
+  const Json* v = find_path(config, dotted);
+  return v == nullptr ? std::nullopt : as_integer(*v);
 }
 
-std::string text_at(const Json& config, const std::string& a, const std::string& b) {
-  if (!config.contains(a) || !config.at(a).is_object()) return "";
-  const Json& s = config.at(a);
-  if (!s.contains(b) || !s.at(b).is_object() || !s.at(b).contains("device") || !s.at(b).at("device").is_string()) {
-    return "";
-  }
-  return s.at(b).at("device").get<std::string>();
+std::string text_at(const Json& config, const std::string& dotted) {
+  const Json* v = find_path(config, dotted);
+  return v != nullptr && v->is_string() ? v->get<std::string>() : "";
 }
 
 // Solves (A + lambda I) w = b in place (Gaussian elimination with partial pivoting); A is n x n, row-major.
@@ -260,11 +255,11 @@ int64_t Autotuner::instantiation_bytes(int stage) const {
   in.num_params = model_->num_params;
   in.gpus_per_node = world_size_;
   in.gpu_memory_gb = model_->device_memory_bytes > 0 ? model_->device_memory_bytes / 1e9 : 80.0;
-  if (auto v = integer_at(space_.base, "zero_optimization", "reduce_bucket_size")) in.reduce_bucket_size = *v;
-  if (auto v = integer_at(space_.base, "zero_optimization", "allgather_bucket_size")) in.allgather_bucket_size = *v;
-  if (auto v = integer_at(space_.base, "zero_optimization", "stage3_prefetch_bucket_size")) in.prefetch_bucket_size = *v;
-  const std::string opt = text_at(space_.base, "zero_optimization", "offload_optimizer");
-  const std::string par = text_at(space_.base, "zero_optimization", "offload_param");
+  if (auto v = integer_at(space_.base, "zero_optimization.reduce_bucket_size")) in.reduce_bucket_size = *v;
+  if (auto v = integer_at(space_.base, "zero_optimization.allgather_bucket_size")) in.allgather_bucket_size = *v;
+  if (auto v = integer_at(space_.base, "zero_optimization.stage3_prefetch_bucket_size")) in.prefetch_bucket_size = *v;
+  const std::string opt = text_at(space_.base, "zero_optimization.offload_optimizer.device");
+  const std::string par = text_at(space_.base, "zero_optimization.offload_param.device");
   OffloadKind kind = OffloadKind::kNone;
   if (opt == "cpu") kind = stage == 3 && par == "cpu" ? OffloadKind::kOptimizerAndParamCpu : OffloadKind::kOptimizerCpu;
   if (opt == "nvme") kind = stage == 3 && par == "nvme" ? OffloadKind::kOptimizerAndParamNvme : OffloadKind::kOptimizerNvme;

@@ -10,8 +10,10 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <filesystem>
 
 #include "autotune/search_space.h"
+#include "config/config_data.h"
 #include "launch/error.h"
 #include "launch/shell.h"
 #include "launch/text_file.h"
@@ -22,14 +24,9 @@ namespace {
 const char* const kConfigFlags[] = {"--deepspeed_config", "--deepspeed", "--config"};
 
 void make_dirs(const std::string& path) {
-  for (size_t pos = 1; pos <= path.size(); ++pos) {
-    if (pos == path.size() || path[pos] == '/') {
-      const std::string prefix = path.substr(0, pos);
-      if (::mkdir(prefix.c_str(), 0755) != 0 && errno != EEXIST) {
-        throw LaunchError(fmt::format("autotuning: cannot create directory {}: {}", prefix, std::strerror(errno)));
-      }
-    }
-  }
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  if (ec) throw LaunchError(fmt::format("autotuning: cannot create directory {}: {}", path, ec.message()));
 }
 
 bool exists(const std::string& path) {
@@ -39,16 +36,8 @@ bool exists(const std::string& path) {
 
 // The config's value at a dotted key, as a command-line word; nullopt when absent.
 std::optional<std::string> config_word(const Json& config, const std::string& dotted) {
-  const Json* node = &config;
-  size_t start = 0;
-  while (true) {
-    const size_t dot = dotted.find('.', start);
-    const std::string key = dotted.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
-    if (!node->is_object() || !node->contains(key)) return std::nullopt;
-    node = &node->at(key);
-    if (dot == std::string::npos) break;
-    start = dot + 1;
-  }
+  const Json* node = find_path(config, dotted);
+  if (node == nullptr) return std::nullopt;
   if (node->is_string()) return node->get<std::string>();
   if (node->is_number_integer() || node->is_number_unsigned()) return std::to_string(node->get<int64_t>());
   if (node->is_boolean()) return node->get<bool>() ? "true" : "false";

@@ -7,20 +7,16 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <stdexcept>
 
 namespace zerotrain::detail {
 namespace {
 
 void make_dirs(const std::string& path) {
-  for (size_t pos = 1; pos <= path.size(); ++pos) {
-    if (pos == path.size() || path[pos] == '/') {
-      const std::string prefix = path.substr(0, pos);
-      if (::mkdir(prefix.c_str(), 0755) != 0 && errno != EEXIST) {
-        throw std::runtime_error(fmt::format("monitor: cannot create directory {}: {}", prefix, std::strerror(errno)));
-      }
-    }
-  }
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  if (ec) throw std::runtime_error(fmt::format("monitor: cannot create directory {}: {}", path, ec.message()));
 }
 
 std::string join(const std::string& dir, const std::string& name) {
