@@ -26,6 +26,8 @@
 # ZT_SAMPLE=US: micro cpu/cpu_world also profile each run's host CPU (bench/host_sampler.h; SAMPLE lines).
 # ZT_AUTOTUNE=1: `zerotrain launch --autotuning tune` on the built-in 1.1B (seq 2048, bf16) over ZT_AUTOTUNE_STAGES
 # ("1, 2, 3") and micro-batch sizes up to ZT_AUTOTUNE_MAX_MBS (8); its summary lands in run.log.
+# ZT_LOGGING=1: DeepSpeed's wall_clock_breakdown, comms_logger and flops_profiler on the built-in 1.1B (stage
+# ZT_LOGGING_STAGE, default 3; seq 2048, micro-batch 4, bf16) through `zerotrain train`; their lines land in run.log.
 # ZT_ZERO_EXTRA='"key": value, ...': more zero_optimization keys for micro cpu/cpu_world (e.g. a larger
 # "stage3_prefetch_bucket_size": fewer, larger collectives a step).
 set -uo pipefail
@@ -51,7 +53,7 @@ echo "torch $($PY -c 'import torch; print(torch.__version__)'), $NGPU GPUs" | te
 t0=$(date +%s)
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$DEPS/usr" \
   -DTORCH_CUDA_ARCH_LIST=9.0 -DCMAKE_CUDA_ARCHITECTURES=90 >"$OUT/cmake.log" 2>&1 || { tail -40 "$OUT/cmake.log"; exit 1; }
-TESTS="${ZT_UNIT_TESTS:-batched_copy_test shard_optimizer_test shard_optimizer_kernels_test engine_test flat_layout_test loss_scaler_test lr_schedule_test models_test data_test stage3_test offload_test autotuning_probe_test}"
+TESTS="${ZT_UNIT_TESTS:-batched_copy_test shard_optimizer_test shard_optimizer_kernels_test engine_test flat_layout_test loss_scaler_test lr_schedule_test models_test data_test stage3_test offload_test autotuning_probe_test wall_clock_test comms_logger_test flops_profiler_test}"
 PY_TARGET=""
 if [ "${ZT_PY:-1}" = 1 ] && grep -q "Python extension ON" "$OUT/cmake.log"; then PY_TARGET=zerotrain_python; fi
 cmake --build build-gpu -j "$(nproc)" --target zerotrain_cli parity_worker train_bench attention_bench micro_bench $TESTS $PY_TARGET \
@@ -91,7 +93,8 @@ if [ -n "$PY_TARGET" ] && [ "${ZT_PY_WORKERS:-1}" = 1 ]; then
   for args in "parity_worker.py --stages 0,1,2,3" "hf_worker.py --model llama --stage 3" \
               "hf_worker.py --model llama --stage 3 --checkpointing non_reentrant" "hf_worker.py --model gpt2 --stage 2" \
               "hf_worker.py --model llama --stage 3 --dtype bf16" "trainer_worker.py --stage 3 --bf16" \
-              "groups_worker.py --kind adamw --stage 3" "scheduler_worker.py --kind object --stage 2"; do
+              "groups_worker.py --kind adamw --stage 3" "scheduler_worker.py --kind object --stage 2" \
+              "logging_worker.py"; do
     name="py_$(echo "$args" | tr -c 'a-z0-9' '_')"
     ZEROTRAIN_PYTHON=$PY "$ZT" launch tests/python/workers/$args >"$OUT/$name.log" 2>&1
     rc=$?
@@ -326,6 +329,23 @@ EOF
       [ -f "$d/stderr.log" ] && cp "$d/stderr.log" "$OUT/autotune_$(basename "$d")_stderr.log"
     done
   fi
+fi
+
+if [ "${ZT_LOGGING:-0}" = 1 ]; then
+  # The engine's own reports on a real model: timers (DeepSpeed's lines), the collectives' summary (blocking while
+  # logged: compare its busbw with micro comm's raw NCCL), the flops profile of step 3.
+  cat >"$OUT/logging.json" <<EOF
+{"train_micro_batch_size_per_gpu": 4, "gradient_accumulation_steps": 1, "bf16": {"enabled": true}, "gradient_clipping": 1.0,
+ "optimizer": {"type": "AdamW", "params": {"lr": 3e-4, "betas": [0.9, 0.95], "weight_decay": 0.1}},
+ "zero_optimization": {"stage": ${ZT_LOGGING_STAGE:-3}}, "wall_clock_breakdown": true, "comms_logger": {"enabled": true},
+ "flops_profiler": {"enabled": true, "profile_step": 3, "detailed": false, "top_modules": 3}}
+EOF
+  timeout 300 "$ZT" launch --no_local_rank "$ZT" train --config "$OUT/logging.json" --model llama-1.1b --seq 2048 \
+    --steps 6 --device cuda >"$OUT/logging.log" 2>&1
+  note "logging (stage ${ZT_LOGGING_STAGE:-3}): rc $?, $(grep -c 'fwd_microstep' "$OUT/logging.log") timer lines"
+  grep -E "^\[Rank 0\] time \(ms\) \| fwd: " "$OUT/logging.log" | tail -2 | tee -a "$LOG"
+  grep -E "fwd MACs per GPU|latency: |FLOPS per GPU|samples/second" "$OUT/logging.log" | tee -a "$LOG"
+  sed -n '/^Comm. Op/,/^done:/p' "$OUT/logging.log" | tee -a "$LOG"
 fi
 
 echo

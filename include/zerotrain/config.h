@@ -211,12 +211,36 @@ struct GradientConfig {
   std::optional<Precision> accumulation_dtype;   // data_types.grad_accum_dtype
 };
 
+// The comms_logger section (DeepSpeed's deepspeed.comm logger): every collective the engine issues is timed and
+// summarized by operation and message size (src/comm/comms_logger.h).
+struct CommsLoggerConfig {
+  bool enabled = false;
+  bool prof_all = true;                // time every operation; false: only those named in prof_ops
+  std::vector<std::string> prof_ops;   // operation names ("all_gather_into_tensor", "reduce_scatter_tensor", ...)
+  bool verbose = false;                // print each operation as it completes (rank 0)
+  bool debug = false;                  // add the engine function that issued it to the record's name
+};
+
+// The flops_profiler section: one training step's forward profiled (FLOPs, MACs, parameters, latency) at
+// profile_step (src/engine/flops_profiler.h).
+struct FlopsProfilerConfig {
+  bool enabled = false;
+  double recompute_fwd_factor = 0.0;   // extra forward passes a step from activation recomputation
+  int64_t profile_step = 1;
+  int64_t module_depth = -1;           // depth of the aggregated profile; -1: every depth
+  int64_t top_modules = 1;             // modules listed per depth in the aggregated profile
+  bool detailed = true;                // print the per-module tree too
+  std::optional<std::string> output_file;  // unset: stdout
+};
+
 // Logging and bookkeeping.
 struct LoggingConfig {
   std::optional<int64_t> steps_per_print;  // unset: no periodic progress line
   bool dump_state = false;
-  bool wall_clock_breakdown = false;
+  bool wall_clock_breakdown = false;       // DeepSpeed's engine timers (src/engine/wall_clock.h)
   bool memory_breakdown = false;
+  CommsLoggerConfig comms_logger;
+  FlopsProfilerConfig flops_profiler;
 };
 
 // The "autotuning" section. The engine reads the measuring keys (an experiment of `zerotrain launch --autotuning`

@@ -18,6 +18,7 @@
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/any.h>
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -118,6 +119,9 @@ class Engine {
   // as a Python lr_scheduler object, steps it). Throws std::invalid_argument unless lr is finite and >= 0.
   void set_lr(double lr);
   double loss_scale() const;                           // current fp16 loss scale (1 otherwise)
+  // wall_clock_breakdown's timers at the last step(), in ms by DeepSpeed's names ("fwd_microstep", ..., "fwd", ...:
+  // src/engine/wall_clock.h); empty when wall_clock_breakdown is off. DeepSpeed's get_wall_clock_timers().
+  std::map<std::string, double> wall_clock_timers() const;
   // The FLOPs of one sample's forward and backward, for an autotuning experiment's FLOPS metric (the Python binding
   // counts them over the first micro-step); EngineOptions::flops_per_sample gives them up front.
   void set_flops_per_sample(double flops);
@@ -150,6 +154,15 @@ class Engine {
   at::Tensor segment_input(const at::Tensor& x, bool sole = false);
   void segment_output(const at::Tensor& y);
   void end_segment();
+  // The flops profiler (flops_profiler.enabled, rank 0): true when the next forward is the one it profiles. A
+  // frontend may then bracket each module's forward with begin_module / end_module (its qualified name in
+  // module()), so operators without parameters and latency are attributed to the module running.
+  bool flops_profile_pending() const;
+  void begin_module(const std::string& qualified_name);
+  void end_module();
+  // The profiled forward's multiply-accumulates in the named module and its submodules ("" = the model); 0 before
+  // the profile or without the profiler (rank 0 only).
+  int64_t flops_profile_macs(const std::string& qualified_name = "") const;
 
  private:
   friend class GatheredParameters;
@@ -161,6 +174,7 @@ class Engine {
     Engine& engine;
   };
   at::Tensor cast_tensor(const at::Tensor& t) const;
+  void log_wall_clock(bool boundary);  // step()'s end with wall_clock_breakdown
   template <typename T>
   decltype(auto) cast_input(T&& v) const {
     if constexpr (std::is_same_v<std::decay_t<T>, at::Tensor>) {

@@ -10,6 +10,8 @@ namespace zerotrain {
 struct MemoryStats {
   int64_t current_bytes = 0;  // CUDA: bytes allocated by the caching allocator; CPU: resident set size
   int64_t peak_bytes = 0;     // CUDA: peak allocated since start (or reset); CPU: peak resident set size
+  int64_t reserved_bytes = 0;       // CUDA: held by the caching allocator (allocated + cached); CPU: 0
+  int64_t peak_reserved_bytes = 0;  // CUDA: its peak since start (or reset); CPU: 0
 };
 
 // Memory of `device` as seen by this process.

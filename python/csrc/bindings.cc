@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "zerotrain/comm.h"
+#include "zerotrain/comms_logging.h"
 #include "zerotrain/config.h"
 #include "zerotrain/engine.h"
 #include "zerotrain/profile.h"
@@ -26,9 +27,10 @@ namespace py = pybind11;
 namespace zerotrain::python {
 namespace {
 
-// (qualified module name, its own parameters, its own buffers); parameters and buffers by their local names.
+// (qualified module name, its own parameters, its own buffers, its class name); parameters and buffers by their
+// local names. Every module of the tree is listed, parents before children (named_modules order).
 using TensorList = std::vector<std::pair<std::string, at::Tensor>>;
-using ModuleEntry = std::tuple<std::string, TensorList, TensorList>;
+using ModuleEntry = std::tuple<std::string, TensorList, TensorList, std::string>;
 
 // A C++ module tree with the Python module's names holding the Python module's own tensors (the same
 // TensorImpls: what the engine does to them - moving, casting, making them views into its buffers - the Python
@@ -37,9 +39,9 @@ using ModuleEntry = std::tuple<std::string, TensorList, TensorList>;
 class MirrorModule final : public torch::nn::Module, public Segmented {
  public:
   MirrorModule(const std::vector<ModuleEntry>& modules, std::vector<std::vector<at::Tensor>> segments)
-      : segments_(std::move(segments)) {
-    for (const auto& [name, params, buffers] : modules) {
-      torch::nn::Module& target = find_or_add(name);
+      : torch::nn::Module(root_type(modules)), segments_(std::move(segments)) {
+    for (const auto& [name, params, buffers, type] : modules) {
+      torch::nn::Module& target = find_or_add(name, type);
       for (const auto& [local, t] : params) {
         if (!t.defined()) continue;
         target.register_parameter(local, t, t.requires_grad());
@@ -53,7 +55,15 @@ class MirrorModule final : public torch::nn::Module, public Segmented {
   std::vector<std::vector<at::Tensor>> segment_parameters() const override { return segments_; }
 
  private:
-  torch::nn::Module& find_or_add(const std::string& qualified) {
+  // The class name the flops profiler reports (torch::nn::Module(name) keeps it as name()).
+  static std::string root_type(const std::vector<ModuleEntry>& modules) {
+    for (const auto& entry : modules) {
+      if (std::get<0>(entry).empty()) return std::get<3>(entry);
+    }
+    return "Module";
+  }
+
+  torch::nn::Module& find_or_add(const std::string& qualified, const std::string& type) {
     torch::nn::Module* m = this;
     size_t start = 0;
     while (start < qualified.size()) {
@@ -65,7 +75,9 @@ class MirrorModule final : public torch::nn::Module, public Segmented {
       if (auto* child = children.find(part)) {
         m = child->get();
       } else {
-        m = m->register_module(part, std::make_shared<torch::nn::Module>()).get();
+        // Intermediate modules come before their children in the list: created here with their own class name.
+        m = m->register_module(part, std::make_shared<torch::nn::Module>(dot == qualified.size() ? type : "Module"))
+                .get();
       }
       start = dot + 1;
     }
@@ -180,6 +192,39 @@ PYBIND11_MODULE(_C, m) {
         "Turns engine_host_cpu_seconds()'s accounting on or off (off by default: it reads the steady clock at every "
         "engine entry point and gradient hook).");
 
+  m.def(
+      "comms_log_summary",
+      [](bool show_straggler, bool print) {
+        py::list rows;
+        std::vector<CommsLogEntry> entries;
+        {
+          py::gil_scoped_release release;  // a collective: other ranks' Python threads may need the GIL meanwhile
+          entries = comms_log_summary(show_straggler, print);
+        }
+        for (const CommsLogEntry& e : entries) {
+          py::dict d;
+          d["op"] = e.op;
+          d["msg_bytes"] = e.msg_bytes;
+          d["msg_size_str"] = comms_size_string(e.msg_bytes);
+          d["count"] = e.count;
+          d["total_latency_ms"] = e.total_latency_ms;
+          d["avg_latency_ms"] = e.avg_latency_ms;
+          d["tput_avg_gbps"] = e.algbw_gbps;
+          d["busbw_avg_gbps"] = e.busbw_gbps;
+          if (e.total_comm_latency_ms) {
+            d["total_comm_lat_ms"] = *e.total_comm_latency_ms;
+            d["total_straggler_ms"] = *e.total_straggler_ms;
+            d["avg_comm_lat_ms"] = *e.avg_comm_latency_ms;
+            d["avg_straggler_ms"] = *e.avg_straggler_ms;
+          }
+          rows.append(d);
+        }
+        return rows;
+      },
+      py::arg("show_straggler"), py::arg("print"),
+      "The comms_logger's records (include/zerotrain/comms_logging.h); rank 0 prints the table when print.");
+  m.def("comms_log_reset", &zerotrain::comms_log_reset, "Forgets the comms_logger's records.");
+
   py::class_<PyEngine>(m, "Engine")
       .def(py::init([](const std::vector<ModuleEntry>& modules, std::vector<std::vector<at::Tensor>> segments,
                        const std::string& config, const std::string& group_name, const std::string& device,
@@ -235,6 +280,12 @@ PYBIND11_MODULE(_C, m) {
       .def("get_lr", [](PyEngine& e) { return e.get().get_lr(); })
       .def("set_lr", [](PyEngine& e, double lr) { e.get().set_lr(lr); })
       .def("loss_scale", [](PyEngine& e) { return e.get().loss_scale(); })
+      .def("wall_clock_timers", [](PyEngine& e) { return e.get().wall_clock_timers(); })
+      .def("flops_profile_pending", [](PyEngine& e) { return e.get().flops_profile_pending(); })
+      .def("begin_module", [](PyEngine& e, const std::string& name) { e.get().begin_module(name); })
+      .def("end_module", [](PyEngine& e) { e.get().end_module(); })
+      .def("flops_profile_macs", [](PyEngine& e, const std::string& name) { return e.get().flops_profile_macs(name); },
+           py::arg("name") = "")
       .def("train_batch_size", [](PyEngine& e) { return e.get().train_batch_size(); })
       .def("train_micro_batch_size_per_gpu", [](PyEngine& e) { return e.get().train_micro_batch_size_per_gpu(); })
       .def("gradient_accumulation_steps", [](PyEngine& e) { return e.get().gradient_accumulation_steps(); })

@@ -20,7 +20,7 @@ from ._C import ConfigError
 from .comm import init_distributed
 from .config import add_config_arguments
 from .engine import ZeroTrainEngine, initialize
-from . import zero
+from . import comm, zero
 
 __version__ = _C.__version__
 engine_host_cpu_seconds = _C.engine_host_cpu_seconds
@@ -30,6 +30,7 @@ __all__ = [
     "ConfigError",
     "ZeroTrainEngine",
     "add_config_arguments",
+    "comm",
     "engine_host_cpu_seconds",
     "set_engine_host_accounting",
     "init_distributed",

@@ -159,3 +159,42 @@ def current_group():
         raise ValueError(f"torch.distributed backend {backend!r} is not supported by zerotrain; allowed: nccl "
                          "(CUDA tensors), gloo (CPU tensors)")
     return group.group_name, device
+
+
+# --- DeepSpeed's communication logger (the `comms_logger` config section; include/zerotrain/comms_logging.h) ---
+
+def log_summary(show_straggler=False, return_dict=False):
+    """Prints, on rank 0, the collectives the engine issued while comms_logger was enabled, by operation and
+    message size: count, total and average latency (ms), algorithm and bus bandwidth (Gbps), as
+    deepspeed.comm.log_summary does. With show_straggler also each record's latency every rank agrees on (the
+    minimum over ranks) and what this rank waited beyond it. Every rank must call it. With return_dict, returns
+    DeepSpeed's dictionary: {"summary": {op: {msg_bytes: {...}}}, "straggler_analysis": ... or None,
+    "metadata": {...}}."""
+    from zerotrain import _C
+    rows = _C.comms_log_summary(bool(show_straggler), True)
+    if not return_dict:
+        return None
+    import datetime as _dt
+    summary, straggler = {}, ({} if show_straggler else None)
+    for r in rows:
+        summary.setdefault(r["op"], {})[r["msg_bytes"]] = {
+            "count": r["count"], "total_latency_ms": r["total_latency_ms"], "avg_latency_ms": r["avg_latency_ms"],
+            "tput_avg_gbps": r["tput_avg_gbps"], "busbw_avg_gbps": r["busbw_avg_gbps"],
+            "msg_size_bytes": r["msg_bytes"], "msg_size_str": r["msg_size_str"]}
+        if show_straggler:
+            straggler.setdefault(r["op"], {})[r["msg_bytes"]] = {
+                "count": r["count"], "total_comm_lat_ms": r["total_comm_lat_ms"],
+                "total_straggler_ms": r["total_straggler_ms"], "avg_comm_lat_ms": r["avg_comm_lat_ms"],
+                "avg_straggler_ms": r["avg_straggler_ms"], "msg_size_bytes": r["msg_bytes"],
+                "msg_size_str": r["msg_size_str"]}
+    return {"summary": summary, "straggler_analysis": straggler,
+            "metadata": {"world_size": dist.get_world_size() if dist.is_initialized() else 1,
+                         "rank": dist.get_rank() if dist.is_initialized() else 0,
+                         "timestamp": _dt.datetime.now().isoformat()}}
+
+
+def reset_log():
+    """Forgets what comms_logger recorded (deepspeed.comm.reset_log): the next log_summary starts afresh."""
+    from zerotrain import _C
+    _C.comms_log_reset()
+

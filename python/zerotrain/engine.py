@@ -174,13 +174,13 @@ def _stage3_units(model, unit_classes):
 
 
 def _describe(model):
-    """Every submodule with its own parameters and buffers, for the C++ mirror of the module tree."""
+    """Every module (parents first) with its own parameters and buffers and its class name, for the C++ mirror of
+    the module tree."""
     modules = []
     for name, m in model.named_modules():
         params = [(k, p) for k, p in m._parameters.items() if p is not None]
         buffers = [(k, b) for k, b in m._buffers.items() if b is not None]
-        if params or buffers:
-            modules.append((name, params, buffers))
+        modules.append((name, params, buffers, type(m).__name__))
     return modules
 
 
@@ -341,10 +341,22 @@ class ZeroTrainEngine(torch.nn.Module):
             self._flop_counter = FlopCounterMode(display=False)
             self._flop_counter.__enter__()  # left in backward(), after the model's backward
         self._engine.begin_forward()
+        hooks = self._profile_hooks() if self._engine.flops_profile_pending() else []
         try:
             return self.module(*args, **kwargs)
         finally:
+            for h in hooks:
+                h.remove()
             self._engine.end_forward()
+
+    def _profile_hooks(self):
+        """flops_profiler: this forward is the profiled one. Each module's forward is bracketed for the C++ profiler
+        (attribution of operators without parameters, per-module latency); the hooks live for this forward only."""
+        engine, hooks = self._engine, []
+        for name, m in self.module.named_modules():
+            hooks.append(m.register_forward_pre_hook(lambda mod, args, name=name: engine.begin_module(name)))
+            hooks.append(m.register_forward_hook(lambda mod, args, out: engine.end_module(), always_call=True))
+        return hooks
 
     def backward(self, loss, retain_graph=False, scale_wrt_gas=True):
         """Backpropagates loss scaled by 1/gradient_accumulation_steps (and the fp16 loss scale) and reduces
@@ -555,6 +567,12 @@ class ZeroTrainEngine(torch.nn.Module):
 
     def loss_scale(self):
         return self._engine.loss_scale()
+
+    def get_wall_clock_timers(self):
+        """wall_clock_breakdown's timers at the last step(), in ms by DeepSpeed's names (fwd_microstep,
+        bwd_microstep, bwd_inner_microstep, bwd_allreduce_microstep, step_microstep, and fwd, bwd, ... summed over
+        the optimizer step's micro-steps); {} when wall_clock_breakdown is off. DeepSpeed's get_wall_clock_timers."""
+        return dict(self._engine.wall_clock_timers())
 
     def was_step_applied(self):
         """Whether the last step() updated the parameters (False between accumulation boundaries and on a step

@@ -1,6 +1,9 @@
 // Typed structs from the effective config, and the rules that span several keys.
 #include <algorithm>
 #include <cctype>
+#include <set>
+
+#include <fmt/format.h>
 
 #include "config/config_data.h"
 #include "config/suggest.h"
@@ -381,6 +384,54 @@ void build_typed(const JsonDocument& doc, Config::Data& data, Diagnostics& diag)
   data.logging.dump_state = e.b("dump_state", false);
   data.logging.wall_clock_breakdown = e.b("wall_clock_breakdown", false);
   data.logging.memory_breakdown = e.b("memory_breakdown", false);
+  CommsLoggerConfig& cl = data.logging.comms_logger;
+  cl.enabled = e.b("comms_logger.enabled", false);
+  cl.prof_all = e.b("comms_logger.prof_all", true);
+  cl.verbose = e.b("comms_logger.verbose", false);
+  cl.debug = e.b("comms_logger.debug", false);
+  if (const Json* ops = find_path(root, "comms_logger.prof_ops"); ops != nullptr && ops->is_array()) {
+    // The operations the engine issues (include/zerotrain/comms_logging.h); DeepSpeed's other names are valid but
+    // never logged here.
+    static const std::set<std::string> kOps = {"all_reduce", "reduce_scatter_tensor", "all_gather_into_tensor",
+                                               "reduce_scatter_coalesced", "all_gather_coalesced", "broadcast",
+                                               "barrier"};
+    for (const auto& op : *ops) {
+      if (!op.is_string()) continue;
+      cl.prof_ops.push_back(op.get<std::string>());
+      if (cl.enabled && !cl.prof_all && !kOps.contains(cl.prof_ops.back())) {
+        diag.warn("comms_logger.prof_ops", "\"" + cl.prof_ops.back() + "\" is never issued by zerotrain's engine, so "
+                  "nothing is logged for it; the engine issues all_reduce, reduce_scatter_tensor, "
+                  "all_gather_into_tensor, reduce_scatter_coalesced, all_gather_coalesced, broadcast, barrier");
+      }
+    }
+  }
+  FlopsProfilerConfig& fp = data.logging.flops_profiler;
+  fp.enabled = e.b("flops_profiler.enabled", false);
+  fp.recompute_fwd_factor = e.d("flops_profiler.recompute_fwd_factor", 0.0);
+  fp.profile_step = e.i("flops_profiler.profile_step", 1);
+  fp.module_depth = e.i("flops_profiler.module_depth", -1);
+  fp.top_modules = e.i("flops_profiler.top_modules", 1);
+  fp.detailed = e.b("flops_profiler.detailed", true);
+  if (fp.enabled) {
+    if (fp.profile_step < 0) {
+      diag.error("flops_profiler.profile_step", std::to_string(fp.profile_step) + " is invalid; allowed: an "
+                 "optimizer step >= 0 (the number of steps taken before the profiled one)");
+    }
+    if (fp.module_depth < -1) {
+      diag.error("flops_profiler.module_depth", std::to_string(fp.module_depth) + " is invalid; allowed: -1 (every "
+                 "depth) or a depth >= 0");
+    }
+    if (fp.top_modules < 1) {
+      diag.error("flops_profiler.top_modules", std::to_string(fp.top_modules) + " is invalid; allowed: >= 1");
+    }
+    if (fp.recompute_fwd_factor < 0) {
+      diag.error("flops_profiler.recompute_fwd_factor", fmt::format("{} is invalid; allowed: >= 0",
+                 fp.recompute_fwd_factor));
+    }
+  }
+  if (e.has("flops_profiler.output_file")) {
+    if (std::string f = e.s("flops_profiler.output_file"); !f.empty()) fp.output_file = f;
+  }
 
   GradientConfig& g = data.gradients;
   g.clipping = e.d("gradient_clipping", 1.0);

@@ -7,10 +7,8 @@
 namespace zerotrain::detail {
 
 namespace {
-constexpr std::string_view kFlops = "flops profiler";
 constexpr std::string_view kWandb = "wandb monitor";
 constexpr std::string_view kComet = "comet monitor";
-constexpr std::string_view kCommsLogger = "comms logger";
 constexpr std::string_view kActCkpt = "activation checkpointing config";
 }  // namespace
 
@@ -21,20 +19,19 @@ std::vector<KeySpec> schema_monitoring() {
       {.path = "flops_profiler", .type = KeyType::kObject, .def = "",
        .doc = "FLOPs and latency profiler of the model's forward pass."},
       {.path = "flops_profiler.enabled", .type = KeyType::kBool, .def = "false",
-       .doc = "Profile one training step (also enables wall_clock_breakdown).", .feature = kFlops},
+       .doc = "Profile one training step (also enables wall_clock_breakdown)."},
       {.path = "flops_profiler.recompute_fwd_factor", .type = KeyType::kNumber, .def = "0.0",
-       .doc = "Extra forward passes per step from activation recomputation, counted into the FLOPs.",
-       .feature = kFlops},
+       .doc = "Extra forward passes per step from activation recomputation, counted into the FLOPs."},
       {.path = "flops_profiler.profile_step", .type = KeyType::kInt, .def = "1",
-       .doc = "Global step at which the profile is taken.", .feature = kFlops},
+       .doc = "Optimizer steps taken before the profiled one (global_steps at its forward)."},
       {.path = "flops_profiler.module_depth", .type = KeyType::kInt, .def = "-1",
-       .doc = "Module depth of the aggregated report (-1: all depths).", .feature = kFlops},
+       .doc = "Module depth of the aggregated report (-1: all depths)."},
       {.path = "flops_profiler.top_modules", .type = KeyType::kInt, .def = "1",
-       .doc = "Number of top modules listed in the aggregated report.", .feature = kFlops},
+       .doc = "Number of top modules listed in the aggregated report."},
       {.path = "flops_profiler.detailed", .type = KeyType::kBool, .def = "true",
-       .doc = "Print the per-module profile, not just the summary.", .feature = kFlops},
+       .doc = "Print the per-module profile, not just the summary."},
       {.path = "flops_profiler.output_file", .type = KeyType::kString, .def = "",
-       .doc = "File the profile is written to (null: stdout).", .rule = {.nullable = true}, .feature = kFlops},
+       .doc = "File the profile is written to (null: stdout).", .rule = {.nullable = true}},
 
       // Monitors: monitor/config.py. get_monitor_config passes each of the four sections (default {}) to pydantic.
       {.path = "tensorboard", .type = KeyType::kObject, .def = "",
@@ -86,16 +83,15 @@ std::vector<KeySpec> schema_monitoring() {
       {.path = "comms_logger", .type = KeyType::kObject, .def = "",
        .doc = "Log the collectives issued through deepspeed.comm."},
       {.path = "comms_logger.enabled", .type = KeyType::kBool, .def = "false",
-       .doc = "Record every communication operation.", .feature = kCommsLogger},
+       .doc = "Record every communication operation."},
       {.path = "comms_logger.prof_all", .type = KeyType::kBool, .def = "true",
-       .doc = "Profile all operations (false: only those in prof_ops).", .feature = kCommsLogger},
+       .doc = "Profile all operations (false: only those in prof_ops)."},
       {.path = "comms_logger.prof_ops", .type = KeyType::kList, .def = "[]",
-       .doc = "Names of the operations to profile when prof_all is false.", .rule = {.elem = KeyType::kString},
-       .feature = kCommsLogger},
+       .doc = "Names of the operations to profile when prof_all is false.", .rule = {.elem = KeyType::kString}},
       {.path = "comms_logger.verbose", .type = KeyType::kBool, .def = "false",
-       .doc = "Print each operation as it happens.", .feature = kCommsLogger},
+       .doc = "Print each operation as it happens."},
       {.path = "comms_logger.debug", .type = KeyType::kBool, .def = "false",
-       .doc = "Add the calling function to each operation's log name.", .feature = kCommsLogger},
+       .doc = "Add the calling function to each operation's log name."},
 
       // timers: utils/config.py get_timers_config (pydantic); only the throughput sub-section is read.
       {.path = "timers", .type = KeyType::kObject, .def = "", .doc = "Engine timers."},

@@ -9,17 +9,21 @@
 
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 #include <exception>
+#include <filesystem>
+#include <fstream>
 #include <stdexcept>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "checkpoint/checkpoint.h"
+#include "checkpoint/safetensors.h"
+#include "comm/comms_logger.h"
 #include "engine/autotuning_probe.h"
+#include "engine/flops_profiler.h"
 #include "engine/host_clock.h"
 #include "engine/monitor.h"
-#include "checkpoint/safetensors.h"
+#include "engine/wall_clock.h"
 #include "lr/lr_schedule.h"
 #include "zero/flat_layout.h"
 #include "zero/grad_reducer.h"
@@ -27,7 +31,9 @@
 #include "zero/stage3_plan.h"
 #include "torch/storage.h"
 #include "zero/zero_optimizer.h"
+#include "zerotrain/comms_logging.h"
 #include "zerotrain/dtype.h"
+#include "zerotrain/memory.h"
 #include "zerotrain/segmented.h"
 
 namespace zerotrain {
@@ -36,6 +42,30 @@ namespace {
 c10::Device default_device(const Comm& comm) {
   if (at::hasCUDA() && comm.backend() != "mpi" && comm.backend() != "gloo") return c10::Device(c10::kCUDA, rank_info_from_env().local_rank);
   return c10::Device(c10::kCPU);
+}
+
+// DeepSpeed's see_memory_usage (memory_breakdown: true), on rank 0: the device's allocated and reserved memory with
+// their peaks (then reset, as DeepSpeed does, so each report shows the peak since the previous one) and the host's
+// used memory.
+void see_memory_usage(const char* message, c10::Device device) {
+  const MemoryStats s = memory_stats(device);
+  constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+  auto gb = [&](int64_t b) { return std::round(static_cast<double>(b) / kGiB * 100) / 100; };
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key, unit;
+  int64_t kib = 0, total = 0, available = 0;
+  while (meminfo >> key >> kib >> unit) {
+    if (key == "MemTotal:") total = kib;
+    if (key == "MemAvailable:") available = kib;
+  }
+  const double used = static_cast<double>(total - available) * 1024;
+  fmt::print("{}\nMA {:g} GB         Max_MA {:g} GB         CA {:g} GB         Max_CA {:g} GB \n"
+             "CPU Virtual Memory:  used = {:g} GB, percent = {:g}%\n",
+             message, gb(s.current_bytes), gb(s.peak_bytes), gb(s.reserved_bytes),
+             std::round(static_cast<double>(s.peak_reserved_bytes) / kGiB), std::round(used / kGiB * 100) / 100,
+             total > 0 ? std::round(1000.0 * (total - available) / total) / 10 : 0.0);
+  std::fflush(stdout);
+  reset_peak_memory(device);
 }
 
 }  // namespace
@@ -65,6 +95,23 @@ struct Engine::Impl {
   std::unique_ptr<detail::AutotuningProbe> probe;  // an autotuning experiment's measuring, else null
   std::unique_ptr<detail::Monitor> monitor;        // csv_monitor / tensorboard on rank 0, else null
   at::Tensor loss_sum;                             // with a monitor: the step's loss / gas, summed on the device
+  std::unique_ptr<detail::WallClock> clock;        // wall_clock_breakdown's timers, else null
+  std::map<std::string, double> clock_cache;       // their values at the last step() (wall_clock_timers())
+  std::unique_ptr<detail::FlopsProfiler> profiler;  // flops_profiler on rank 0, else null
+  bool memory_breakdown = false;                     // memory_breakdown on rank 0: see_memory_usage at each phase
+  void memory(const char* message) const {
+    if (memory_breakdown) see_memory_usage(message, device);
+  }
+  // A segment run by the engine's runner: the flops profiler (while it counts a forward) attributes its operators
+  // to the segment's module.
+  template <typename Run>
+  at::Tensor profiled_segment(int64_t index, Run&& run) {
+    const bool counting = profiler && profiler->counting();
+    if (counting) profiler->enter_segment(index);
+    at::Tensor out = run();
+    if (counting) profiler->exit();
+    return out;
+  }
 
   ~Impl() {
     if (segmented) segmented->set_segment_runner({});  // the runner points into this engine
@@ -89,6 +136,12 @@ Engine::Engine(std::shared_ptr<torch::nn::Module> model, torch::nn::AnyModule fo
   m.config = Config::from_path_or_text(config, run);
   const Config& cfg = *m.config;
   cfg.require_supported();
+  // comms_logger: every collective from here on goes through the logging communicator (init's broadcasts too).
+  if (cfg.logging().comms_logger.enabled) {
+    configure_comms_logger(cfg.logging().comms_logger);
+    m.comm = detail::make_logged_comm(m.comm);
+  }
+  detail::CommCaller caller("Engine::Engine");
   // Settings that have no effect here, deprecated keys mapped: said once, by rank 0 (`zerotrain config check` lists
   // them too).
   if (m.comm->rank() == 0) {
@@ -192,12 +245,14 @@ Engine::Engine(std::shared_ptr<torch::nn::Module> model, torch::nn::AnyModule fo
       m.units->set_segments(plan.segment_units);
       const int64_t count = static_cast<int64_t>(plan.segment_units.size());
       Segmented* seg = segmented.get();
-      segmented->set_segment_runner(
-          [units = m.units.get(), checkpoint, count, seg](int64_t index, const SegmentFn& fn, const at::Tensor& input) {
-            TORCH_CHECK(index >= 0 && index < count, "run_segment: segment ", index, " is not one of the ", count,
-                        " segments segment_parameters() listed");
-            return units->run_segment(static_cast<int>(index), fn, input, checkpoint && seg->checkpointable(index));
-          });
+      segmented->set_segment_runner([impl = &m, units = m.units.get(), checkpoint, count, seg](
+                                        int64_t index, const SegmentFn& fn, const at::Tensor& input) {
+        TORCH_CHECK(index >= 0 && index < count, "run_segment: segment ", index, " is not one of the ", count,
+                    " segments segment_parameters() listed");
+        return impl->profiled_segment(index, [&] {
+          return units->run_segment(static_cast<int>(index), fn, input, checkpoint && seg->checkpointable(index));
+        });
+      });
       m.segmented = segmented;
     } else {
       m.whole_module_unit = true;
@@ -215,10 +270,14 @@ Engine::Engine(std::shared_ptr<torch::nn::Module> model, torch::nn::AnyModule fo
       m.params[i].set_data(view.view(m.params[i].sizes()));
     }
     m.comm->broadcast(m.param_flat, 0);
-    if (checkpoint) {
+    // A runner for activation checkpointing, or for the flops profiler (rank 0) to know which segment runs.
+    if (checkpoint || (segmented && cfg.logging().flops_profiler.enabled && m.comm->rank() == 0)) {
       Segmented* seg = segmented.get();
-      segmented->set_segment_runner([seg](int64_t index, const SegmentFn& fn, const at::Tensor& input) {
-        return seg->checkpointable(index) ? detail::checkpoint_segment(fn, input) : fn(input);
+      segmented->set_segment_runner([impl = &m, seg, checkpoint](int64_t index, const SegmentFn& fn,
+                                                                 const at::Tensor& input) {
+        return impl->profiled_segment(index, [&] {
+          return checkpoint && seg->checkpointable(index) ? detail::checkpoint_segment(fn, input) : fn(input);
+        });
       });
       m.segmented = segmented;
     }
@@ -300,6 +359,17 @@ Engine::Engine(std::shared_ptr<torch::nn::Module> model, torch::nn::AnyModule fo
   facts.flops_per_sample = options.flops_per_sample;
   m.probe = detail::AutotuningProbe::make(cfg.autotuning(), facts);
   if (m.comm->rank() == 0) m.monitor = detail::Monitor::make(cfg.monitor());
+  // The engine timers: wall_clock_breakdown's, or the global ones the flops profiler reads (as in DeepSpeed).
+  const auto& fp = cfg.logging().flops_profiler;
+  if (cfg.logging().wall_clock_breakdown || fp.enabled) {
+    m.clock = std::make_unique<detail::WallClock>(m.device, /*micro=*/cfg.logging().wall_clock_breakdown);
+  }
+  m.memory_breakdown = cfg.logging().memory_breakdown && m.comm->rank() == 0;
+  m.memory("Engine after initialize");
+  if (fp.enabled && m.comm->rank() == 0) {
+    m.profiler = std::make_unique<detail::FlopsProfiler>(
+        fp, *m.model, segmented ? segmented->segment_parameters() : std::vector<std::vector<at::Tensor>>{}, m.device);
+  }
 }
 
 Engine::~Engine() = default;
@@ -324,31 +394,51 @@ void Engine::backward(const at::Tensor& loss) {
     const at::Tensor l = loss.detach().to(at::kFloat) / static_cast<double>(gradient_accumulation_steps());
     m.loss_sum = m.loss_sum.defined() ? m.loss_sum + l : l;
   }
+  m.memory("Engine before backward");
+  if (m.clock) m.clock->start(detail::WallClock::kBackward);
   const double factor = m.optimizer->loss_scale() / static_cast<double>(gradient_accumulation_steps());
   m.reducer->begin_backward(is_gradient_accumulation_boundary());
   m.in_backward = true;
   if (m.whole_module_unit) m.units->acquire_all();
+  if (m.clock) m.clock->start(detail::WallClock::kBackwardInner);
   try {
     detail::HostPause model_backward;  // the model's backward; the engine's hooks in it count themselves
     (loss.to(at::kFloat) * factor).backward();
   } catch (...) {
     m.in_backward = false;
     if (m.whole_module_unit) m.units->release_all();
+    if (m.clock) {
+      m.clock->stop(detail::WallClock::kBackwardInner);
+      m.clock->stop(detail::WallClock::kBackward);
+    }
     throw;
+  }
+  if (m.clock) {
+    m.clock->stop(detail::WallClock::kBackwardInner);
+    m.clock->start(detail::WallClock::kBackwardReduce);
   }
   m.reducer->end_backward();
   if (m.whole_module_unit) m.units->release_all();
   if (m.units) m.units->end_backward();
   m.in_backward = false;
+  if (m.clock) {
+    m.clock->stop(detail::WallClock::kBackwardReduce);
+    m.clock->stop(detail::WallClock::kBackward);
+  }
+  m.memory("Engine after backward");
 }
 
 void Engine::begin_forward() {
   detail::HostScope host;
+  impl_->memory("Engine before forward");
+  if (impl_->clock) impl_->clock->start(detail::WallClock::kForward);
+  if (impl_->profiler) impl_->profiler->begin_forward(impl_->global_steps, impl_->since_step == 0);
   if (impl_->whole_module_unit) impl_->units->acquire_all();
 }
 
 void Engine::begin_segment(int64_t index, bool record) {
   Impl& m = *impl_;
+  if (m.profiler && !m.in_backward) m.profiler->enter_segment(index);
   if (!m.units || m.whole_module_unit) return;
   m.units->begin_segment(static_cast<int>(index), record, /*recompute=*/m.in_backward);
 }
@@ -365,18 +455,33 @@ void Engine::segment_output(const at::Tensor& y) {
 
 void Engine::end_segment() {
   Impl& m = *impl_;
+  if (m.profiler && !m.in_backward) m.profiler->exit();
   if (m.units && !m.whole_module_unit) m.units->end_segment();
 }
 
 void Engine::end_forward() noexcept {
   detail::HostScope host;
   if (impl_->whole_module_unit) impl_->units->release_all();
+  if (impl_->profiler) impl_->profiler->end_forward();
+  if (impl_->clock) {
+    try {
+      impl_->clock->stop(detail::WallClock::kForward);
+    } catch (...) {  // recording an event failed: the device is in error, which the next call reports
+    }
+  }
+  try {
+    impl_->memory("Engine after forward");
+  } catch (...) {  // printing failed: nothing to report it to
+  }
 }
 
 void Engine::step() {
   detail::HostScope host;
   Impl& m = *impl_;
-  if (is_gradient_accumulation_boundary()) {
+  m.memory("Engine before step");
+  if (m.clock) m.clock->start(detail::WallClock::kStep);
+  const bool boundary = is_gradient_accumulation_boundary();
+  if (boundary) {
     const double lr = m.lr();
     // OneCycle cycles beta1 only for optimizers with betas; DeepSpeed turns cycle_momentum off for SGD/Adagrad.
     const auto kind = m.config->optimizer().kind;
@@ -404,7 +509,69 @@ void Engine::step() {
   }
   ++m.micro_steps;
   ++m.since_step;
+  if (m.clock) log_wall_clock(boundary);
+  m.memory("Engine after step");
   if (m.probe && m.since_step == 0) m.probe->after_step(m.global_steps);
+}
+
+void Engine::log_wall_clock(bool boundary) {
+  Impl& m = *impl_;
+  m.clock->stop(detail::WallClock::kStep);
+  // As DeepSpeed: the cache users read, the micro timers' line every step, the global ones' at the boundary (with
+  // a monitor, their values as events first).
+  m.clock_cache = m.clock->elapsed_ms();
+  const bool rank0 = m.comm->rank() == 0;
+  if (m.profiler && m.profiler->report_due()) {
+    detail::ProfileFacts facts;
+    facts.world_size = m.comm->world_size();
+    facts.micro_batch_per_gpu = train_micro_batch_size_per_gpu();
+    facts.fwd_ms = m.clock_cache["fwd"];
+    facts.bwd_ms = m.clock_cache["bwd"];
+    facts.step_ms = m.clock_cache["step"];
+    facts.have_bwd = true;
+    m.profiler->report(facts);
+  }
+  const std::string micro = m.clock->log(/*global=*/false);
+  if (rank0 && !micro.empty()) fmt::print("[Rank 0] {}\n", micro);
+  if (boundary) {
+    if (m.monitor) {
+      static const std::pair<const char*, const char*> kEvents[] = {
+          {"fwd", "forward"}, {"bwd", "backward"}, {"bwd_inner", "backward_inner"},
+          {"bwd_allreduce", "backward_allreduce"}, {"step", "step"}};
+      std::vector<detail::MonitorEvent> events;
+      for (const auto& [timer, event] : kEvents) {
+        if (auto it = m.clock_cache.find(timer); it != m.clock_cache.end()) {
+          events.push_back({std::string("Train/Samples/elapsed_time_ms_") + event, it->second, global_samples()});
+        }
+      }
+      m.monitor->write(events);
+    }
+    const std::string global = m.clock->log(/*global=*/true);
+    if (rank0 && !global.empty()) fmt::print("[Rank 0] {}\n", global);
+  }
+  if (rank0) std::fflush(stdout);
+}
+
+std::map<std::string, double> Engine::wall_clock_timers() const {
+  return impl_->config->logging().wall_clock_breakdown ? impl_->clock_cache : std::map<std::string, double>{};
+}
+
+bool Engine::flops_profile_pending() const {
+  const Impl& m = *impl_;
+  return m.profiler && !m.profiler->report_due() && m.global_steps == m.config->logging().flops_profiler.profile_step &&
+         m.since_step == 0;
+}
+
+void Engine::begin_module(const std::string& qualified_name) {
+  if (impl_->profiler && !impl_->in_backward) impl_->profiler->enter_module(qualified_name);
+}
+
+void Engine::end_module() {
+  if (impl_->profiler && !impl_->in_backward) impl_->profiler->exit();
+}
+
+int64_t Engine::flops_profile_macs(const std::string& qualified_name) const {
+  return impl_->profiler ? impl_->profiler->macs_of(qualified_name) : 0;
 }
 
 bool Engine::is_gradient_accumulation_boundary() const {

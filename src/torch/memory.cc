@@ -19,6 +19,9 @@ MemoryStats memory_stats(c10::Device device) {
     const auto& all = stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)];
     s.current_bytes = all.current;
     s.peak_bytes = all.peak;
+    const auto& reserved = stats.reserved_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)];
+    s.reserved_bytes = reserved.current;
+    s.peak_reserved_bytes = reserved.peak;
     return s;
   }
 #endif

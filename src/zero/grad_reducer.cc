@@ -1,4 +1,5 @@
 #include "zero/grad_reducer.h"
+#include "comm/comms_logger.h"
 
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/function_hook.h>
@@ -250,6 +251,7 @@ void GradReducer::land_oldest() {
 }
 
 void GradReducer::launch(int b) {
+  CommCaller caller("GradReducer::launch");
   land_pending();  // the bucket's gradients may still wait
   while (in_flight_.size() >= kMaxInFlight) land_oldest();
   const Bucket& bucket = layout_.buckets()[b];
@@ -272,6 +274,7 @@ void GradReducer::launch(int b) {
 
 void GradReducer::flush_group() {
   if (group_.empty()) return;
+  CommCaller caller("GradReducer::flush_group");
   land_pending();  // the group's buckets must hold all their gradients before the collective reads them
   while (in_flight_.size() >= kMaxInFlight) land_oldest();
   std::vector<at::Tensor> ins;
@@ -334,6 +337,7 @@ void GradReducer::reduce_scatter_to_shard(const std::vector<int>& buckets, std::
 }
 
 void GradReducer::launch_late(int b) {
+  CommCaller caller("GradReducer::launch_late");
   const Bucket& bucket = layout_.buckets()[b];
   at::Tensor in = late_[b].scalar_type() == settings_.comm_dtype ? late_[b] : late_[b].to(settings_.comm_dtype);
   late_[b] = at::Tensor();

@@ -1,4 +1,5 @@
 #include "zero/param_units.h"
+#include "comm/comms_logger.h"
 
 #include "engine/host_clock.h"
 #include "torch/storage.h"
@@ -204,6 +205,7 @@ void ParamUnits::gather_async(const std::vector<int>& units) {
 }
 
 void ParamUnits::launch_gathers(const std::vector<int>& units) {
+  CommCaller caller("ParamUnits::launch_gathers");
   at::NoGradGuard no_grad;
   // The casts write `writer`'s views, which share no version counter with the parameters (see the constructor) and
   // are no graph's: below the autograd and view-tracking dispatch layers they cost less host time.
@@ -586,6 +588,7 @@ void ParamUnits::with_unit_gathered(int u, const std::function<void()>& fn) {
 }
 
 void ParamUnits::broadcast_from(int root) {
+  CommCaller caller("ParamUnits::broadcast_from");
   std::lock_guard<std::recursive_mutex> lock(mu_);
   at::NoGradGuard no_grad;
   for (int u = 0; u < num_units(); ++u) {

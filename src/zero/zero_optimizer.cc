@@ -1,4 +1,5 @@
 #include "zero/zero_optimizer.h"
+#include "comm/comms_logger.h"
 
 #include "engine/host_clock.h"
 
@@ -186,6 +187,7 @@ void ZeroOptimizer::load_master() {
 }
 
 StepResult ZeroOptimizer::step(at::Tensor& grad, double lr, std::optional<double> beta1) {
+  CommCaller caller("ZeroOptimizer::step");
   StepResult result;
   // Sum of squares over the shard (a norm kernel: no gradient-sized temporary), summed over ranks when sharded
   // (stage 0 holds every gradient).
@@ -367,6 +369,7 @@ void ZeroOptimizer::upload(const at::Tensor& host, int64_t begin, int64_t end,
 }
 
 void ZeroOptimizer::gather() {
+  CommCaller caller("ZeroOptimizer::gather");
   if (placement_ == ParamPlacement::kShardOnly) return;
   const int world = sharded_ ? comm_->world_size() : 1;
   if (world == 1) return;

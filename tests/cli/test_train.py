@@ -174,3 +174,27 @@ def test_train_writes_deepspeed_csv_and_tensorboard_monitors(run, tmp_path):
     assert (tmp_path / "csv" / "Train_Samples_lr.csv").read_text().startswith("step,lr\n4,")
     events = list((tmp_path / "tb").glob("events.out.tfevents.*"))
     assert len(events) == 1 and events[0].stat().st_size > 6 * 2 * 40, events
+
+
+def test_train_comms_logger_and_wall_clock_breakdown_on_two_ranks(run):
+    # DeepSpeed configs with the comms logger and the engine timers on: `zerotrain train` prints rank 0's timer lines
+    # and, at the end, the summary of the collectives the engine issued (ZeRO-2: reduce-scatters every step,
+    # all-gathers of the updated parameters, the start-up broadcast).
+    config = json.dumps({"train_micro_batch_size_per_gpu": 2, "gradient_accumulation_steps": 1,
+                         "optimizer": {"type": "AdamW", "params": {"lr": 1e-3}}, "zero_optimization": {"stage": 2},
+                         "wall_clock_breakdown": True, "comms_logger": {"enabled": True, "verbose": True}})
+    out = run("train", "--config", config, "--model", "llama-tiny", "--seq", 32, "--steps", 4, "--ranks", 2,
+              "--device", "cpu", check_rc=0).stdout
+    assert out.count("[Rank 0] time (ms) | fwd_microstep: ") == 4, out
+    assert out.count("[Rank 0] time (ms) | fwd: ") == 4, out
+    assert out.count("Comm. Op            Message Size") == 1, out  # rank 0 only
+    table = out[out.index("Comm. Op"):]
+    for op in ("broadcast", "all_gather_into_tensor"):
+        assert f"\n{op}\n" in table, table
+    assert "\nreduce_scatter_tensor\n" in table or "\nreduce_scatter_coalesced\n" in table, table
+    assert re.search(r"\[Rank 0\] comm op: all_gather_into_tensor \| time \(ms\): [0-9.]+ \| msg size: [0-9.]+ [KMG]?B "
+                     r"\| algbw \(Gbps\): [0-9.]+ \| busbw \(Gbps\): [0-9.]+", out), out
+    # every all-gather row: 4 of them (one a step) at one size, with a positive bus bandwidth
+    rows = table.split("\nall_gather_into_tensor\n")[1].splitlines()
+    count, busbw = int(rows[0].split()[2]), float(rows[0].split()[-1])
+    assert count % 4 == 0 and busbw > 0, rows[0]

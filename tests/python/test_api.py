@@ -282,3 +282,42 @@ def test_engine_host_clock_moves_with_engine_work_only():
     torch.randn(512, 512) @ torch.randn(512, 512)
     assert zerotrain.engine_host_cpu_seconds() == before
     zerotrain.set_engine_host_accounting(False)
+
+
+class _Attn(torch.nn.Module):
+    def forward(self, x):  # two batched products without parameters: counted in this module through its hooks
+        return torch.bmm(x, x.transpose(1, 2)) @ x
+
+
+class _Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.proj, self.attn, self.out = torch.nn.Linear(8, 8), _Attn(), torch.nn.Linear(8, 1)
+
+    def forward(self, x):
+        return self.out(self.attn(self.proj(x)))
+
+
+@pytest.mark.parametrize("stage", [0, 3])
+def test_flops_profiler_counts_python_modules(tmp_path, stage):
+    out = tmp_path / "profile.txt"
+    cfg = base_config(zero_optimization={"stage": stage},
+                      flops_profiler={"enabled": True, "profile_step": 1, "output_file": str(out)})
+    engine, _, _, _ = zerotrain.initialize(model=_Net(), config=cfg)
+    x, y = torch.randn(2, 5, 8), torch.randn(2, 5, 1)
+    for step in range(3):
+        loss = torch.nn.functional.mse_loss(engine(x), y)
+        engine.backward(loss)
+        engine.step()
+        if step == 0:
+            assert engine._engine.flops_profile_macs() == 0 and not out.exists()
+    # proj 10 x 8 x 8, attn 2 x 5 x 8 x 5 + 2 x 5 x 5 x 8, out 10 x 8 x 1
+    assert engine._engine.flops_profile_macs() == 640 + 800 + 80
+    assert engine._engine.flops_profile_macs("attn") == 800
+    assert engine._engine.flops_profile_macs("out") == 80
+    text = out.read_text()
+    assert "Profile Summary at step 1:" in text, text
+    assert "depth 0:\n    params      - {'_Net': '81 '}" not in text  # params are printed stripped
+    assert "depth 0:\n    params      - {'_Net': '81'}" in text, text
+    assert "(attn): _Attn(" in text and "(proj): Linear(" in text, text

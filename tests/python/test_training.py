@@ -97,3 +97,12 @@ def test_hugging_face_trainer_without_optimizer_or_scheduler_sections(launch):
     # the losses equal transformers.Trainer's own run (DDP), the resume repeats the uninterrupted run.
     rc, out = launch("trainer_worker.py", 2, "--stage", 3, "--no_sections")
     assert_passed(rc, out, 2 * 4 + 2)
+
+
+def test_wall_clock_breakdown_and_comms_logger(launch):
+    # DeepSpeed's engine timers and deepspeed.comm's logger: get_wall_clock_timers, log_summary with stragglers.
+    rc, out = launch("logging_worker.py", 2)
+    assert_passed(rc, out, 2 * 10)
+    assert out.count("[Rank 0] time (ms) | fwd_microstep: ") == 6, out  # every micro-step, rank 0 only
+    assert out.count("[Rank 0] time (ms) | fwd: ") == 3, out             # every optimizer step
+    assert out.count("Comm. Op") == 3, out  # rank 0: the table, the straggler table, the empty table after reset

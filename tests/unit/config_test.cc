@@ -192,21 +192,45 @@ TEST(Config, ScientificNotationForIntegers) {
 TEST(Config, UnsupportedFeaturesAreListedNotIgnored) {
   const auto cfg = parse_ok(R"({"train_batch_size": 4,
       "sparse_attention": {"mode": "fixed"},
-      "flops_profiler": {"enabled": true},
+      "wandb": {"enabled": true},
       "zero_optimization": {"stage": 3, "offload_optimizer": {"device": "nvme", "nvme_path": "/tmp"},
                             "offload_param": {"device": "nvme", "nvme_path": "/tmp"}},
       "optimizer": {"type": "OneBitAdam"},
       "scheduler": {"type": "StepLR", "params": {"step_size": 10}}})");
   std::string all;
   for (const auto& f : cfg.unsupported_features()) all += f + "\n";
-  expect_contains(all, {"sparse attention", "flops profiler", "optimizer OneBitAdam", "LR schedule StepLR"});
+  expect_contains(all, {"sparse attention", "wandb monitor", "optimizer OneBitAdam", "LR schedule StepLR"});
   EXPECT_EQ(all.find("NVMe"), std::string::npos) << "offload to NVMe is implemented (zero/swap_file.h)";
   try {
     cfg.require_supported();
     ADD_FAILURE() << "require_supported should throw";
   } catch (const ConfigError& e) {
-    expect_contains(e.what(), {"zerotrain does not support sparse attention", "flops profiler"});
+    expect_contains(e.what(), {"zerotrain does not support sparse attention", "wandb monitor"});
   }
+}
+
+TEST(Config, LoggingSectionsAreRead) {
+  const auto cfg = parse_ok(R"({"train_batch_size": 4, "wall_clock_breakdown": true,
+      "comms_logger": {"enabled": true, "prof_all": false, "prof_ops": ["all_reduce"], "verbose": true, "debug": true},
+      "flops_profiler": {"enabled": true, "profile_step": 3, "module_depth": 2, "top_modules": 4, "detailed": false,
+                         "recompute_fwd_factor": 1.0, "output_file": "/tmp/p.txt"}})");
+  EXPECT_TRUE(cfg.unsupported_features().empty()) << cfg.unsupported_features().front();
+  const auto& l = cfg.logging();
+  EXPECT_TRUE(l.wall_clock_breakdown);
+  EXPECT_TRUE(l.comms_logger.enabled && !l.comms_logger.prof_all && l.comms_logger.verbose && l.comms_logger.debug);
+  EXPECT_EQ(l.comms_logger.prof_ops, std::vector<std::string>{"all_reduce"});
+  EXPECT_TRUE(l.flops_profiler.enabled && !l.flops_profiler.detailed);
+  EXPECT_EQ(l.flops_profiler.profile_step, 3);
+  EXPECT_EQ(l.flops_profiler.module_depth, 2);
+  EXPECT_EQ(l.flops_profiler.top_modules, 4);
+  EXPECT_EQ(l.flops_profiler.recompute_fwd_factor, 1.0);
+  EXPECT_EQ(l.flops_profiler.output_file, "/tmp/p.txt");
+  // An operation the engine never issues is a warning naming the key and what it issues.
+  const auto warned = parse_ok(R"({"train_batch_size": 4,
+      "comms_logger": {"enabled": true, "prof_all": false, "prof_ops": ["all_to_all_single"]}})");
+  std::string w;
+  for (const auto& s : warned.warnings()) w += s + "\n";
+  expect_contains(w, {"comms_logger.prof_ops", "\"all_to_all_single\" is never issued", "reduce_scatter_tensor"});
 }
 
 TEST(Config, DisabledFeatureSectionsAreNotListed) {

@@ -16,6 +16,7 @@
 
 #include "../commands.h"
 #include "zerotrain/comm.h"
+#include "zerotrain/comms_logging.h"
 #include "zerotrain/data.h"
 #include "zerotrain/engine.h"
 #include "zerotrain/memory.h"
@@ -133,7 +134,9 @@ int run_rank(const TrainOptions& o) {
   for (int64_t step = engine.global_steps(); step < o.steps; ++step) {
     for (int64_t m = 0; m < engine.gradient_accumulation_steps(); ++m) {
       const Batch b = corpus.sample_batch(step, static_cast<int>(m), comm->rank(), geo);
+      engine.begin_forward();  // the engine's forward bracket: its timers and the flops profiler see the forward
       at::Tensor loss = model->loss(b.tokens.to(*eopts.device), b.targets.to(*eopts.device));
+      engine.end_forward();
       engine.backward(loss);
       engine.step();
       loss_sum += loss.detach().item<double>();
@@ -165,6 +168,8 @@ int run_rank(const TrainOptions& o) {
       if (lead) fmt::print("checkpoint {}\n", path);
     }
   }
+  // comms_logger: the summary of the collectives the engine issued (every rank takes part; rank 0 prints).
+  if (engine.config().logging().comms_logger.enabled) comms_log_summary();
   if (lead) {
     fmt::print("done: {} steps, {} samples, {} skipped\n", engine.global_steps(), engine.global_samples(),
                engine.skipped_steps());
