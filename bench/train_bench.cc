@@ -37,7 +37,7 @@ int main(int argc, char** argv) {
   std::string model_name = "llama-1.1b", precision = "bf16";
   int stage = 2, steps = 12, warmup = 4;
   bool ckpt = false, deferred = false;
-  std::string attention = "default";
+  std::string attention = "default", zero_extra, tag;
   int64_t layers = 0, hidden = 0, heads = 0, kv_heads = 0, ffn = 0, vocab = 0;  // 0: the preset's
   int64_t seq = 2048, mb = 4;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -58,10 +58,13 @@ int main(int argc, char** argv) {
     else if (a == "--kv-heads") kv_heads = std::stoll(v);
     else if (a == "--ffn") ffn = std::stoll(v);
     else if (a == "--vocab") vocab = std::stoll(v);
+    else if (a == "--zero-extra") zero_extra = v;
+    else if (a == "--tag") tag = v;
     else {
       fmt::print(stderr, "train_bench: unknown argument {} (allowed: --model --stage --steps --warmup --seq --mb "
-                         "--precision --ckpt 0|1 --deferred 0|1 --attention default|cudnn|fa3, and --layers --hidden --heads --kv-heads --ffn --vocab to change "
-                         "the preset's shape)\n", a);
+                         "--precision --ckpt 0|1 --deferred 0|1 --attention default|cudnn|fa3, --zero-extra '\"key\": value, ...' (more "
+                         "zero_optimization keys), --tag NAME (in the RESULT line), and --layers --hidden --heads "
+                         "--kv-heads --ffn --vocab to change the preset's shape)\n", a);
       return 2;
     }
   }
@@ -94,8 +97,9 @@ int main(int argc, char** argv) {
   const std::string config = fmt::format(
       R"({{"train_micro_batch_size_per_gpu": {}, "gradient_accumulation_steps": 1,
           "optimizer": {{"type": "AdamW", "params": {{"lr": 1e-4}}}}, "gradient_clipping": 1.0,
-          "{}": {{"enabled": {}}}, "zero_optimization": {{"stage": {}, "overlap_comm": true}}}})",
-      mb, precision == "fp16" ? "fp16" : "bf16", precision == "fp32" ? "false" : "true", stage);
+          "{}": {{"enabled": {}}}, "zero_optimization": {{"stage": {}, "overlap_comm": true{}}}}})",
+      mb, precision == "fp16" ? "fp16" : "bf16", precision == "fp32" ? "false" : "true", stage,
+      zero_extra.empty() ? std::string() : ", " + zero_extra);
   zerotrain::EngineOptions opts;
   opts.comm = comm;
   opts.device = device;
@@ -148,7 +152,7 @@ int main(int argc, char** argv) {
                "\"ckpt\": {}, \"precision\": \"{}\", \"step_s\": {:.4f}, \"tok_s_per_gpu\": {:.0f}, \"tflops_per_gpu\": {:.1f}, "
                "\"peak_mem_GiB_max_rank\": {:.2f}, \"loss_first\": {:.3f}, \"loss_last\": {:.3f}, "
                "\"rank0_peak_GiB_by_phase\": {{{}}}}}\n",
-               stage, attention == "default" ? "" : "_" + attention, comm->world_size(), n / 1e6, seq, mb, ckpt, precision, med, tok_s, flops_tok * tok_s / 1e12,
+               stage, (attention == "default" ? "" : "_" + attention) + (tag.empty() ? "" : "_" + tag), comm->world_size(), n / 1e6, seq, mb, ckpt, precision, med, tok_s, flops_tok * tok_s / 1e12,
                peak.item<double>() / 1073741824.0, first_loss, last_loss, phases);
   }
   return 0;

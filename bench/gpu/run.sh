@@ -28,6 +28,8 @@
 # ("1, 2, 3") and micro-batch sizes up to ZT_AUTOTUNE_MAX_MBS (8); its summary lands in run.log.
 # ZT_LOGGING=1: DeepSpeed's wall_clock_breakdown, comms_logger and flops_profiler on the built-in 1.1B (stage
 # ZT_LOGGING_STAGE, default 3; seq 2048, micro-batch 4, bf16) through `zerotrain train`; their lines land in run.log.
+# ZT_QWZ=1: ZeRO++ qwZ (zero_quantized_weights) on the built-in 1.1B at stage 3 (seq 2048, micro-batch 4, bf16),
+# with and without, alternating ZT_QWZ_ROUNDS (2) times in one run; ZT_QWZ_MODELS adds models (default llama-1.1b).
 # ZT_ZERO_EXTRA='"key": value, ...': more zero_optimization keys for micro cpu/cpu_world (e.g. a larger
 # "stage3_prefetch_bucket_size": fewer, larger collectives a step).
 set -uo pipefail
@@ -329,6 +331,21 @@ EOF
       [ -f "$d/stderr.log" ] && cp "$d/stderr.log" "$OUT/autotune_$(basename "$d")_stderr.log"
     done
   fi
+fi
+
+if [ "${ZT_QWZ:-0}" = 1 ]; then
+  # Same model, batch and GPUs; only the all-gathers' payload differs (int8 blocks + scales vs bf16).
+  for round in $(seq "${ZT_QWZ_ROUNDS:-2}"); do
+    for model in ${ZT_QWZ_MODELS:-llama-1.1b}; do
+      for q in false true; do
+        tag=$([ $q = true ] && echo qwz || echo plain)
+        "$ZT" launch --no_local_rank build-gpu/bench/train_bench --model $model --stage 3 --seq 2048 --mb 4 \
+          --steps "${ZT_STEPS:-10}" --zero-extra "\"zero_quantized_weights\": $q" --tag "${tag}_r$round" \
+          >"$OUT/qwz_${model}_${tag}_$round.log" 2>&1
+        note "$(grep RESULT "$OUT/qwz_${model}_${tag}_$round.log" || echo "qwz $model $tag: failed: $(tail -3 "$OUT/qwz_${model}_${tag}_$round.log")")"
+      done
+    done
+  done
 fi
 
 if [ "${ZT_LOGGING:-0}" = 1 ]; then

@@ -186,6 +186,10 @@ struct ZeroConfig {
   bool override_module_apply = true;
   bool log_trace_cache_warnings = false;
   bool enable_sanity_checks = false;
+  // ZeRO++ qwZ (zero_quantized_weights): stage 3's all-gathers move int8 blocks with a scale each, not 16-bit
+  // values (src/zero/quantize.h).
+  bool quantized_weights = false;
+  int64_t hpz_partition_size = 1;                // ZeRO++ hpZ: accepted only where it changes nothing (1 or world)
   std::vector<std::string> leaf_module_classes, leaf_module_names, leaf_module_name_suffixes;
   OffloadOptimizerConfig offload_optimizer;
   OffloadParamConfig offload_param;

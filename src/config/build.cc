@@ -260,6 +260,16 @@ void build_zero(const Effective& e, Config::Data& data, Diagnostics& diag) {
   z.override_module_apply = e.b(p + "override_module_apply", true);
   z.log_trace_cache_warnings = e.b(p + "log_trace_cache_warnings", false);
   z.enable_sanity_checks = e.b(p + "enable_sanity_checks", false);
+  z.quantized_weights = e.b(p + "zero_quantized_weights", false);
+  z.hpz_partition_size = e.i(p + "zero_hpz_partition_size", 1);
+  if (z.quantized_weights && z.stage != 3) {
+    diag.warn(p + "zero_quantized_weights", "true has an effect only at stage 3 (stage is " + std::to_string(z.stage) +
+              "): only stage 3 all-gathers parameters");
+  }
+  if (z.hpz_partition_size > 1 && z.hpz_partition_size == data.run.world_size) {
+    diag.warn(p + "zero_hpz_partition_size", std::to_string(z.hpz_partition_size) + " equals the world size: the "
+              "secondary partition is the whole world, as the primary one is (nothing changes)");
+  }
   z.leaf_module_classes = e.strings(p + "leaf_module.classes");
   z.leaf_module_names = e.strings(p + "leaf_module.names");
   z.leaf_module_name_suffixes = e.strings(p + "leaf_module.name_suffixes");

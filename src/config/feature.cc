@@ -26,6 +26,12 @@ const ValueFeature kValueFeatures[] = {
      [](const Config::Data& d) {
        return d.zero.offload_optimizer.device != OffloadDevice::kNone && d.zero.offload_optimizer.ratio < 1.0;
      }},
+    // ZeRO++ hierarchical partitioning over groups smaller than the world (a secondary copy per node); a group of the
+    // whole world is ZeRO-3's own partitioning (build.cc says so).
+    {"ZeRO++ hierarchical partitioning (hpZ)", "zero_optimization.zero_hpz_partition_size",
+     [](const Config::Data& d) {
+       return d.zero.hpz_partition_size > 1 && d.zero.hpz_partition_size != d.run.world_size;
+     }},
     // Parameter offload to the CPU and to NVMe is implemented (param_units.h; without the optimizer's offload it has
     // nothing to move: build.cc warns).
 };

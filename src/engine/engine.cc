@@ -237,7 +237,8 @@ Engine::Engine(std::shared_ptr<torch::nn::Module> model, torch::nn::AnyModule fo
                              z.offload_param.device == OffloadDevice::kNvme &&
                                      z.offload_optimizer.device != OffloadDevice::kNone
                                  ? z.offload_param.nvme_path
-                                 : std::string()},
+                                 : std::string(),
+                             z.quantized_weights},
         at::TensorOptions().device(m.device).dtype(m.dtype), [&](int p, at::Tensor& value) {
           initializer->init_parameter(m.param_names[p], value);
         });

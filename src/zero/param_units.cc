@@ -1,8 +1,9 @@
 #include "zero/param_units.h"
-#include "comm/comms_logger.h"
 
+#include "comm/comms_logger.h"
 #include "engine/host_clock.h"
 #include "torch/storage.h"
+#include "zero/quantize.h"
 
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/function.h>
@@ -240,7 +241,10 @@ void ParamUnits::launch_gathers(const std::vector<int>& units) {
     }
   }
   auto batch = std::make_shared<GatherBatch>();
-  if (comm_->world_size() > 1) {
+  const bool persistent = std::any_of(units.begin(), units.end(), [&](int u) { return units_[u].persistent; });
+  if (comm_->world_size() > 1 && settings_.quantize_gathers && !persistent) {
+    batch->work = launch_quantized_gather(outs, ins, *batch);
+  } else if (comm_->world_size() > 1) {
     batch->work = outs.size() == 1 ? comm_->all_gather_async(outs[0], ins[0])
                                    : comm_->all_gather_coalesced_async(outs, ins);
   }
@@ -250,6 +254,44 @@ void ParamUnits::launch_gathers(const std::vector<int>& units) {
   }
   gathers_ += static_cast<int64_t>(units.size());
   ++gather_batches_;
+}
+
+std::unique_ptr<CommWork> ParamUnits::launch_quantized_gather(const std::vector<at::Tensor>& outs,
+                                                              const std::vector<at::Tensor>& ins,
+                                                              GatherBatch& batch) {
+  const int64_t world = comm_->world_size();
+  std::vector<int64_t> offsets;
+  int64_t total = 0;
+  for (const at::Tensor& t : ins) {
+    offsets.push_back(total);
+    total += t.numel();
+  }
+  const int64_t padded = (total + kQuantGroup - 1) / kQuantGroup * kQuantGroup;
+  // This rank's chunks side by side (the tail of the last block zero), then quantized into its row of the send.
+  at::Tensor flat = at::empty({padded}, ins.front().options());
+  std::vector<at::Tensor> parts;
+  for (size_t k = 0; k < ins.size(); ++k) parts.push_back(flat.narrow(0, offsets[k], ins[k].numel()));
+  at::_foreach_copy_(parts, ins);
+  if (padded > total) flat.narrow(0, total, padded - total).zero_();
+  const int64_t row = quantized_bytes(padded, kQuantGroup);
+  at::Tensor send = at::empty({row}, ins.front().options().dtype(at::kChar));
+  quantize_int8_into(flat, kQuantGroup, send);
+  at::Tensor recv = at::empty({world * row}, send.options());
+  auto work = comm_->all_gather_async(recv, send);
+  batch.finish = [outs, offsets, recv, world, row, padded, send]() {
+    at::NoGradGuard no_grad;
+    const at::AutoDispatchBelowADInplaceOrView below_autograd;
+    // (world, padded) in the training dtype: one kernel on a GPU
+    const at::Tensor values = dequantize_int8(recv.view({world, row}), padded, kQuantGroup, outs.front().scalar_type());
+    std::vector<at::Tensor> dst, src;
+    for (size_t k = 0; k < outs.size(); ++k) {
+      const int64_t chunk = outs[k].numel() / world;
+      dst.push_back(outs[k].view({world, chunk}));
+      src.push_back(values.narrow(1, offsets[k], chunk));
+    }
+    at::_foreach_copy_(dst, src);  // every rank's chunk, this one's too: all ranks read the same weights
+  };
+  return work;
 }
 
 void ParamUnits::wait(int u) {

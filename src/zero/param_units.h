@@ -72,6 +72,8 @@ struct UnitSettings {
   // Parameter offload to NVMe (`offload_param.device: "nvme"`, with shard_on_host): shard() lives in a swap file in
   // this directory (zero/swap_file.h); each gather reads this rank's chunks from it and drops them from memory again.
   std::string nvme_path;
+  // ZeRO++ qwZ: gathers move int8 blocks and scales (zero/quantize.h, [Note: quantized gathers]).
+  bool quantize_gathers = false;
 };
 
 using SegmentFunction = std::function<at::Tensor(const at::Tensor& input)>;
@@ -155,10 +157,16 @@ class ParamUnits {
   // Units gathered together: one collective (grouped where the backend can) for all of them; waited once.
   struct GatherBatch {
     std::unique_ptr<CommWork> work;
+    std::function<void()> finish;  // after the collective: a quantized gather's dequantization into the units
     void wait() {
       if (work) {
         work->wait();
         work.reset();
+      }
+      if (finish) {
+        auto f = std::move(finish);
+        finish = nullptr;
+        f();
       }
     }
   };
@@ -200,6 +208,10 @@ class ParamUnits {
   // Gathers every bucket of the given allocated units (in one collective): each rank casts its master chunk into
   // its slice of the unit's buffer, then the buffer is all-gathered in place.
   void launch_gathers(const std::vector<int>& units);
+  // qwZ: quantizes `ins` (this rank's chunks, training dtype), all-gathers them, and sets batch.finish to write
+  // every rank's dequantized chunks into `outs`.
+  std::unique_ptr<CommWork> launch_quantized_gather(const std::vector<at::Tensor>& outs,
+                                                    const std::vector<at::Tensor>& ins, GatherBatch& batch);
   void wait(int u);
   void free(int u);
   void unmark_prefetched(Unit& unit) {

@@ -233,6 +233,31 @@ TEST(Config, LoggingSectionsAreRead) {
   expect_contains(w, {"comms_logger.prof_ops", "\"all_to_all_single\" is never issued", "reduce_scatter_tensor"});
 }
 
+TEST(Config, ZeroPlusPlusQuantizedWeightsAndHierarchicalPartitions) {
+  const auto cfg = parse_ok(R"({"train_batch_size": 8, "zero_optimization": {"stage": 3,
+      "zero_quantized_weights": true, "zero_hpz_partition_size": 4}})", {.world_size = 4});
+  EXPECT_TRUE(cfg.unsupported_features().empty()) << cfg.unsupported_features().front();
+  EXPECT_TRUE(cfg.zero().quantized_weights);
+  std::string w;
+  for (const auto& s : cfg.warnings()) w += s + "\n";
+  expect_contains(w, {"zero_optimization.zero_hpz_partition_size", "4 equals the world size"});
+  // A secondary partition smaller than the world (hpZ proper) is not implemented: listed, and refused at startup.
+  const auto hpz = parse_ok(R"({"train_batch_size": 8, "zero_optimization": {"stage": 3,
+      "zero_hpz_partition_size": 4}})", {.world_size = 8});
+  std::string all;
+  for (const auto& f : hpz.unsupported_features()) all += f + "\n";
+  expect_contains(all, {"ZeRO++ hierarchical partitioning (hpZ) (zero_optimization.zero_hpz_partition_size = 4)"});
+  // qwZ below stage 3 has nothing to quantize: a warning; quantized gradients (qgZ) are not implemented.
+  const auto low = parse_ok(R"({"train_batch_size": 8, "zero_optimization": {"stage": 2, "zero_quantized_weights": true,
+      "zero_quantized_gradients": true}})", {.world_size = 8});
+  w.clear();
+  for (const auto& s : low.warnings()) w += s + "\n";
+  expect_contains(w, {"zero_optimization.zero_quantized_weights", "only at stage 3"});
+  all.clear();
+  for (const auto& f : low.unsupported_features()) all += f + "\n";
+  expect_contains(all, {"ZeRO++ (zero_optimization.zero_quantized_gradients = true)"});
+}
+
 TEST(Config, DisabledFeatureSectionsAreNotListed) {
   const auto cfg = parse_ok(R"({"train_batch_size": 4, "flops_profiler": {"enabled": false, "profile_step": 5},
                                 "tensorboard": {"enabled": false}, "amp": {"enabled": false}})");
