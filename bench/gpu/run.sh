@@ -96,7 +96,7 @@ if [ -n "$PY_TARGET" ] && [ "${ZT_PY_WORKERS:-1}" = 1 ]; then
               "hf_worker.py --model llama --stage 3 --checkpointing non_reentrant" "hf_worker.py --model gpt2 --stage 2" \
               "hf_worker.py --model llama --stage 3 --dtype bf16" "trainer_worker.py --stage 3 --bf16" \
               "groups_worker.py --kind adamw --stage 3" "scheduler_worker.py --kind object --stage 2" \
-              "logging_worker.py"; do
+              "logging_worker.py" "qwz_worker.py"; do
     name="py_$(echo "$args" | tr -c 'a-z0-9' '_')"
     ZEROTRAIN_PYTHON=$PY "$ZT" launch tests/python/workers/$args >"$OUT/$name.log" 2>&1
     rc=$?

@@ -341,8 +341,10 @@ class ZeroTrainEngine(torch.nn.Module):
             self._flop_counter = FlopCounterMode(display=False)
             self._flop_counter.__enter__()  # left in backward(), after the model's backward
         self._engine.begin_forward()
-        hooks = self._profile_hooks() if self._engine.flops_profile_pending() else []
+        hooks = []
         try:
+            if self._engine.flops_profile_pending():
+                hooks = self._profile_hooks()
             return self.module(*args, **kwargs)
         finally:
             for h in hooks:

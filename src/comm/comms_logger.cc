@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cstdint>
+#include <functional>
 #include <cmath>
 #include <map>
 #include <mutex>
@@ -137,17 +139,19 @@ class LoggedComm final : public Comm {
   std::unique_ptr<CommWork> timed(const char* op, int64_t bytes, c10::Device device, Launch&& launch) {
     Log& log = the_log();
     std::string name;
-    bool verbose = false;
+    bool verbose = false, profile = false;
     {
-      std::lock_guard<std::mutex> lock(log.mu);
+      std::lock_guard<std::mutex> lock(log.mu);  // only to read the settings: collectives run outside the lock
       const CommsLoggerConfig& c = log.config;
-      const bool profile = c.enabled && (c.prof_all || std::find(c.prof_ops.begin(), c.prof_ops.end(), op) !=
-                                                           c.prof_ops.end());
-      if (!profile) return launch();
-      name = op;
-      if (c.debug) name += fmt::format(" | [Caller Func: {}]", t_caller != nullptr ? t_caller : "zerotrain");
-      verbose = c.verbose;
+      profile = c.enabled &&
+                (c.prof_all || std::find(c.prof_ops.begin(), c.prof_ops.end(), op) != c.prof_ops.end());
+      if (profile) {
+        name = op;
+        if (c.debug) name += fmt::format(" | [Caller Func: {}]", t_caller != nullptr ? t_caller : "zerotrain");
+        verbose = c.verbose;
+      }
     }
+    if (!profile) return launch();
     synchronize(device);  // the collective's own time: nothing queued before it counts
     const auto t0 = std::chrono::steady_clock::now();
     if (std::unique_ptr<CommWork> work = launch()) work->wait();
@@ -222,6 +226,11 @@ std::vector<CommsLogEntry> comms_log_summary(bool show_straggler, bool print) {
   {
     std::lock_guard<std::mutex> lock(log.mu);
     comm = log.comm.lock();
+    if (!comm && !log.records.empty()) {
+      throw std::runtime_error(
+          "comms_log_summary: the engine whose collectives were logged has been destroyed, so its ranks cannot be "
+          "reached; call log_summary while the engine exists (before deleting it)");
+    }
     if (!comm) return out;
     device = log.device;
   }
@@ -268,8 +277,13 @@ std::vector<CommsLogEntry> comms_log_summary(bool show_straggler, bool print) {
   if (show_straggler) {
     // Every rank must have logged the same collectives: the counts are checked first (max == min over ranks), so a
     // mismatch is one clear error on every rank instead of a reduction over different sizes.
+    // Per row its count and a 32-bit hash of its name and size (exact in a double): equal on every rank or an error.
     std::vector<double> shape = {static_cast<double>(out.size())};
     for (const auto& e : out) shape.push_back(static_cast<double>(e.count));
+    for (const auto& e : out) {
+      shape.push_back(static_cast<double>(
+          static_cast<uint32_t>(std::hash<std::string>{}(e.op + "#" + std::to_string(e.msg_bytes)))));
+    }
     // The first element is the number of rows: ranks with different row counts compare only that.
     at::Tensor counts = at::tensor(std::vector<double>{shape[0], -shape[0]}, at::kDouble).to(device);
     comm->all_reduce(counts, ReduceOp::kMax);

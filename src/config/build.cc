@@ -266,7 +266,14 @@ void build_zero(const Effective& e, Config::Data& data, Diagnostics& diag) {
     diag.warn(p + "zero_quantized_weights", "true has an effect only at stage 3 (stage is " + std::to_string(z.stage) +
               "): only stage 3 all-gathers parameters");
   }
-  if (z.hpz_partition_size > 1 && z.hpz_partition_size == data.run.world_size) {
+  if (z.hpz_partition_size > 1 && data.run.world_size % z.hpz_partition_size != 0) {
+    diag.error(p + "zero_hpz_partition_size", std::to_string(z.hpz_partition_size) + " does not divide the world size " +
+               std::to_string(data.run.world_size) + "; allowed: 1, the world size, or a divisor of it (ranks per node; "
+               "`zerotrain config check --world-size N` checks for N ranks)");
+  } else if (z.hpz_partition_size > 1 && z.stage != 3) {
+    diag.warn(p + "zero_hpz_partition_size", std::to_string(z.hpz_partition_size) + " has an effect only at stage 3 "
+              "(stage is " + std::to_string(z.stage) + ")");
+  } else if (z.hpz_partition_size > 1 && z.hpz_partition_size == data.run.world_size) {
     diag.warn(p + "zero_hpz_partition_size", std::to_string(z.hpz_partition_size) + " equals the world size: the "
               "secondary partition is the whole world, as the primary one is (nothing changes)");
   }

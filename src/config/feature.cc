@@ -30,7 +30,7 @@ const ValueFeature kValueFeatures[] = {
     // whole world is ZeRO-3's own partitioning (build.cc says so).
     {"ZeRO++ hierarchical partitioning (hpZ)", "zero_optimization.zero_hpz_partition_size",
      [](const Config::Data& d) {
-       return d.zero.hpz_partition_size > 1 && d.zero.hpz_partition_size != d.run.world_size;
+       return d.zero.stage == 3 && d.zero.hpz_partition_size > 1 && d.zero.hpz_partition_size < d.run.world_size;
      }},
     // Parameter offload to the CPU and to NVMe is implemented (param_units.h; without the optimizer's offload it has
     // nothing to move: build.cc warns).

@@ -47,7 +47,7 @@ c10::Device default_device(const Comm& comm) {
 // DeepSpeed's see_memory_usage (memory_breakdown: true), on rank 0: the device's allocated and reserved memory with
 // their peaks (then reset, as DeepSpeed does, so each report shows the peak since the previous one) and the host's
 // used memory.
-void see_memory_usage(const char* message, c10::Device device) {
+void see_memory_usage(const char* message, c10::Device device, bool reset_peak) {
   const MemoryStats s = memory_stats(device);
   constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
   auto gb = [&](int64_t b) { return std::round(static_cast<double>(b) / kGiB * 100) / 100; };
@@ -65,7 +65,7 @@ void see_memory_usage(const char* message, c10::Device device) {
              std::round(static_cast<double>(s.peak_reserved_bytes) / kGiB), std::round(used / kGiB * 100) / 100,
              total > 0 ? std::round(1000.0 * (total - available) / total) / 10 : 0.0);
   std::fflush(stdout);
-  reset_peak_memory(device);
+  if (reset_peak) reset_peak_memory(device);
 }
 
 }  // namespace
@@ -100,7 +100,8 @@ struct Engine::Impl {
   std::unique_ptr<detail::FlopsProfiler> profiler;  // flops_profiler on rank 0, else null
   bool memory_breakdown = false;                     // memory_breakdown on rank 0: see_memory_usage at each phase
   void memory(const char* message) const {
-    if (memory_breakdown) see_memory_usage(message, device);
+    // An autotuning experiment measures the peak itself: then the lines leave it alone.
+    if (memory_breakdown) see_memory_usage(message, device, /*reset_peak=*/probe == nullptr);
   }
   // A segment run by the engine's runner: the flops profiler (while it counts a forward) attributes its operators
   // to the segment's module.
@@ -463,7 +464,12 @@ void Engine::end_segment() {
 void Engine::end_forward() noexcept {
   detail::HostScope host;
   if (impl_->whole_module_unit) impl_->units->release_all();
-  if (impl_->profiler) impl_->profiler->end_forward();
+  if (impl_->profiler) {
+    try {
+      impl_->profiler->end_forward();
+    } catch (...) {  // recording an event failed: the device is in error, which the next call reports
+    }
+  }
   if (impl_->clock) {
     try {
       impl_->clock->stop(detail::WallClock::kForward);
@@ -778,7 +784,7 @@ GatheredParameters::GatheredParameters(Engine& engine, std::optional<int> modifi
     throw std::invalid_argument("GatheredParameters: modifier_rank " + std::to_string(*modifier_rank) +
                                 " is not a rank of this world (0.." + std::to_string(world - 1) + ")");
   }
-  if (engine_.impl_->units) engine_.impl_->units->acquire_all();
+  if (engine_.impl_->units) engine_.impl_->units->acquire_all(/*exact=*/true);  // the values the user reads or sets
 }
 
 GatheredParameters::~GatheredParameters() noexcept(false) {

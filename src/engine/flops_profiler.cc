@@ -5,11 +5,14 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <set>
 #include <stdexcept>
@@ -18,6 +21,9 @@ namespace zerotrain::detail {
 namespace {
 
 thread_local FlopsProfiler* t_profiler = nullptr;
+// The profiler counting now, if any: a callback left on a thread whose profiler is gone (the engine destroyed
+// mid-forward on another thread) finds it null and does nothing.
+std::atomic<FlopsProfiler*> g_counting{nullptr};
 thread_local int t_counted_depth = 0;  // counted operators running on this thread (nested ones are not counted)
 
 const std::set<std::string, std::less<>>& counted_ops() {
@@ -117,7 +123,7 @@ std::string duration_str(double seconds) { return ds_number(seconds) + "s"; }
 
 std::unique_ptr<at::ObserverContext> flops_on_enter(const at::RecordFunction& fn) {
   FlopsProfiler* p = t_profiler;
-  if (p == nullptr || !p->counting_ || !counted_ops().contains(fn.name())) return nullptr;
+  if (p == nullptr || p != g_counting.load() || !p->counting_ || !counted_ops().contains(fn.name())) return nullptr;
   auto ctx = std::make_unique<OpContext>();
   if (t_counted_depth++ > 0) return ctx;  // inside a counted operator: its own kernels
   ctx->counted = true;
@@ -135,7 +141,9 @@ void flops_on_exit(const at::RecordFunction& fn, at::ObserverContext* base) {
   if (ctx == nullptr) return;
   --t_counted_depth;
   FlopsProfiler* p = t_profiler;
-  if (!ctx->counted || p == nullptr || std::string_view(fn.name()) != "aten::convolution") return;
+  if (!ctx->counted || p == nullptr || p != g_counting.load() || std::string_view(fn.name()) != "aten::convolution") {
+    return;
+  }
   int64_t out = 0;
   for (const c10::IValue& v : fn.outputs()) {
     if (v.isTensor() && v.toTensor().defined()) out += v.toTensor().numel();
@@ -197,6 +205,8 @@ FlopsProfiler::FlopsProfiler(const FlopsProfilerConfig& config, torch::nn::Modul
 }
 
 FlopsProfiler::~FlopsProfiler() {
+  FlopsProfiler* self = this;
+  g_counting.compare_exchange_strong(self, nullptr);
   if (handle_) at::removeCallback(*handle_);
   if (t_profiler == this) t_profiler = nullptr;
 }
@@ -234,6 +244,7 @@ void FlopsProfiler::begin_forward(int64_t global_steps, bool first_micro_step) {
   if (counted_ || counting_ || global_steps != config_.profile_step || !first_micro_step) return;
   index_parameters();
   t_profiler = this;
+  g_counting.store(this);
   t_counted_depth = 0;
   handle_ = at::addThreadLocalCallback(
       at::RecordFunctionCallback(flops_on_enter, flops_on_exit).needsInputs(true).needsOutputs(true).scopes(
@@ -246,6 +257,8 @@ void FlopsProfiler::end_forward() {
   while (!stack_.empty()) exit();
   counting_ = false;
   counted_ = true;
+  FlopsProfiler* self = this;
+  g_counting.compare_exchange_strong(self, nullptr);
   if (handle_) at::removeCallback(*handle_);
   handle_.reset();
   t_profiler = nullptr;
@@ -453,6 +466,7 @@ void FlopsProfiler::report(const ProfileFacts& f) {
   }
   out += "\n------------------------------------------------------------------------------\n";
   if (config_.output_file) {
+    // Rank 0 alone writes: a failure is said, not thrown (the other ranks are already in the next step's collectives).
     const std::filesystem::path path(*config_.output_file);
     std::error_code ec;
     if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path(), ec);
@@ -460,8 +474,10 @@ void FlopsProfiler::report(const ProfileFacts& f) {
     file << out;
     file.flush();
     if (!file) {
-      throw std::runtime_error("flops_profiler.output_file: cannot write " + *config_.output_file + ": " +
-                               std::strerror(errno));
+      fmt::print(stderr, "zerotrain: flops_profiler.output_file: cannot write {}: {}; the profile is printed here\n",
+                 *config_.output_file, std::strerror(errno));
+      std::fwrite(out.data(), 1, out.size(), stdout);
+      std::fflush(stdout);
     }
   } else {
     std::fwrite(out.data(), 1, out.size(), stdout);

@@ -242,7 +242,9 @@ void ParamUnits::launch_gathers(const std::vector<int>& units) {
   }
   auto batch = std::make_shared<GatherBatch>();
   const bool persistent = std::any_of(units.begin(), units.end(), [&](int u) { return units_[u].persistent; });
-  if (comm_->world_size() > 1 && settings_.quantize_gathers && !persistent) {
+  const bool quantize = comm_->world_size() > 1 && settings_.quantize_gathers && !persistent && !exact_;
+  for (int u : units) units_[u].quantized = quantize;
+  if (quantize) {
     batch->work = launch_quantized_gather(outs, ins, *batch);
   } else if (comm_->world_size() > 1) {
     batch->work = outs.size() == 1 ? comm_->all_gather_async(outs[0], ins[0])
@@ -312,8 +314,28 @@ void ParamUnits::free(int u) {
   unit.state = State::kFree;
 }
 
-void ParamUnits::acquire(const std::vector<int>& units) {
+namespace {
+// Sets ParamUnits::exact_ for a scope, restoring it after (exceptions included).
+struct ExactScope {
+  ExactScope(bool& flag, bool value) : flag(flag), saved(flag) { flag = value; }
+  ~ExactScope() { flag = saved; }
+  bool& flag;
+  bool saved;
+};
+}  // namespace
+
+void ParamUnits::acquire(const std::vector<int>& units, bool exact) {
+  const ExactScope scope(exact_, exact);
   gather_async(units);  // all in flight before waiting on any
+  if (exact) {
+    // Units that hold qwZ's values (gathered for training) are gathered again, exactly, in place.
+    std::vector<int> again;
+    for (int u : units) {
+      wait(u);
+      if (units_[u].quantized) again.push_back(u);
+    }
+    if (!again.empty()) launch_gathers(again);
+  }
   for (int u : units) {
     wait(u);
     ++units_[u].uses;
@@ -598,12 +620,12 @@ void ParamUnits::on_post_backward(int64_t k) {
   release(units_of_[inv.segment], /*backward=*/true, k);
 }
 
-void ParamUnits::acquire_all() {
+void ParamUnits::acquire_all(bool exact) {
   HostScope host;
   std::lock_guard<std::recursive_mutex> lock(mu_);
   std::vector<int> all;
   for (int u = 0; u < num_units(); ++u) all.push_back(u);
-  acquire(all);
+  acquire(all, exact);
 }
 
 void ParamUnits::release_all() {
@@ -618,7 +640,7 @@ void ParamUnits::release_all() {
 
 void ParamUnits::with_unit_gathered(int u, const std::function<void()>& fn) {
   std::lock_guard<std::recursive_mutex> lock(mu_);
-  acquire({u});
+  acquire({u}, /*exact=*/true);
   struct Release {
     ParamUnits* self;
     int u;
@@ -689,7 +711,15 @@ void ParamUnits::after_step() {
     refill.push_back(u);
   }
   if (refill.empty()) return;
-  launch_gathers(refill);  // in place: the storage is already the right size
+  // In place (the storage is already the right size), each unit as it was gathered: qwZ's values stay quantized,
+  // exact ones (persistent units, a GatheredParameters scope) stay exact.
+  std::vector<int> quantized, exact;
+  for (int u : refill) (units_[u].quantized ? quantized : exact).push_back(u);
+  if (!quantized.empty()) launch_gathers(quantized);
+  if (!exact.empty()) {
+    const ExactScope scope(exact_, true);
+    launch_gathers(exact);
+  }
   for (int u : refill) wait(u);
 }
 

@@ -128,10 +128,11 @@ class ParamUnits {
   void end_segment();
 
   // Gathers every unit / drops that use (re-entrant): for modules without segments and for user code that needs
-  // full parameters.
-  void acquire_all();
+  // full parameters. `exact`: user code reads or changes them (GatheredParameters): never the quantized values of
+  // qwZ (units gathered quantized are gathered again); training's own gathers are quantized with qwZ.
+  void acquire_all(bool exact = false);
   void release_all();
-  // Runs fn with unit u gathered (a collective: every rank calls it for the same units in the same order).
+  // Runs fn with unit u gathered exactly (a collective: every rank calls it for the same units in the same order).
   void with_unit_gathered(int u, const std::function<void()>& fn);
   // While every unit is gathered: makes `root`'s full parameters everyone's and refreshes shard() from them.
   void broadcast_from(int root);
@@ -174,6 +175,7 @@ class ParamUnits {
     int64_t begin = 0, numel = 0;  // flat range of the unit's buffer
     int first_bucket = 0, end_bucket = 0;
     bool persistent = false;
+    bool quantized = false;  // its current values came from a qwZ gather
     at::Tensor full;    // (numel,) training dtype; parameters are views into it
     at::Tensor writer;  // same storage, own version counter: what collectives and copies write through
     State state = State::kFree;
@@ -223,7 +225,7 @@ class ParamUnits {
     const int64_t first = invocations_[k].chain_first;
     return first < 0 ? k : first;
   }
-  void acquire(const std::vector<int>& units);
+  void acquire(const std::vector<int>& units, bool exact = false);
   void release(const std::vector<int>& units, bool backward, int64_t position);
   void prefetch(bool backward, int64_t position);
   bool will_reuse(int u, bool backward, int64_t position) const;
@@ -242,6 +244,7 @@ class ParamUnits {
   std::vector<std::vector<int>> units_of_;  // per segment, without persistent units
   std::vector<int64_t> segment_numel_;      // per segment: the elements of units_of_
   int64_t live_numel_ = 0;                  // elements of the units gathered or in flight
+  bool exact_ = false;                      // gathers launched now are not quantized (acquire with exact)
   int64_t walk_epoch_ = 0;                  // prefetch walks so far (marks the units each has visited)
   int64_t prefetched_numel_ = 0;            // elements of the units marked prefetched
   bool all_small_ = false;                  // every partitioned unit is at most 1/8 of the prefetch bucket

@@ -41,6 +41,7 @@ void quantize_int8_into(const at::Tensor& x, int64_t group, const at::Tensor& ou
   if (auto type = kernel_type(x, group); type && reinterpret_cast<uintptr_t>(out.data_ptr()) % 16 == 0) {
     const c10::cuda::CUDAGuard guard(x.device());
     quantize_int8_cuda(x.data_ptr(), *type, n, group, out.data_ptr<int8_t>(), at::cuda::getCurrentCUDAStream());
+    if (const int64_t tail = out.numel() - n - 4 * (n / group); tail > 0) out.narrow(0, out.numel() - tail, tail).zero_();
     return;
   }
 #endif
@@ -50,6 +51,7 @@ void quantize_int8_into(const at::Tensor& x, int64_t group, const at::Tensor& ou
   const at::Tensor scale = at::where(absmax > 0, absmax / 127.0, at::ones_like(absmax));
   out.narrow(0, 0, n).view({n / group, group}).copy_(blocks.div(scale).round_().clamp_(-127, 127));
   out.narrow(0, n, 4 * (n / group)).copy_(scale.reshape({-1}).view(at::kChar));
+  if (const int64_t tail = out.numel() - n - 4 * (n / group); tail > 0) out.narrow(0, out.numel() - tail, tail).zero_();
 }
 
 at::Tensor dequantize_int8(const at::Tensor& packed, int64_t numel, int64_t group, at::ScalarType dtype) {
@@ -58,10 +60,11 @@ at::Tensor dequantize_int8(const at::Tensor& packed, int64_t numel, int64_t grou
               "dequantize_int8: rows of ", packed.size(1), " bytes for ", numel, " values in groups of ", group);
 #ifdef ZEROTRAIN_WITH_CUDA
   at::Tensor out = at::empty({rows, numel}, packed.options().dtype(dtype));
+  // Rows are multiples of 16 bytes (quantized_bytes), so each row's values and scales are aligned like the first's.
   if (auto type = kernel_type(out, group); type && packed.is_contiguous() &&
                                            reinterpret_cast<uintptr_t>(packed.data_ptr()) % 16 == 0) {
     const c10::cuda::CUDAGuard guard(packed.device());
-    dequantize_int8_cuda(packed.data_ptr<int8_t>(), rows, numel, group, out.data_ptr(), *type,
+    dequantize_int8_cuda(packed.data_ptr<int8_t>(), rows, packed.size(1), numel, group, out.data_ptr(), *type,
                          at::cuda::getCurrentCUDAStream());
     return out;
   }

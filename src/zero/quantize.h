@@ -20,8 +20,9 @@ namespace zerotrain::detail {
 
 inline constexpr int64_t kQuantGroup = 2048;  // values per scale (DeepSpeed targets 4-8K; 0.2% of scale bytes)
 
-// Bytes that `numel` values (a multiple of `group`) take quantized: the int8 values, then one fp32 scale per group.
-inline int64_t quantized_bytes(int64_t numel, int64_t group) { return numel + 4 * (numel / group); }
+// Bytes that `numel` values (a multiple of `group`) take quantized: the int8 values, one fp32 scale per group, then
+// zeros up to a multiple of 16 bytes (so that every rank's row of a gathered buffer starts 16-byte aligned).
+inline int64_t quantized_bytes(int64_t numel, int64_t group) { return (numel + 4 * (numel / group) + 15) / 16 * 16; }
 
 // Quantizes `x` (contiguous, numel a multiple of group, any floating dtype) into `out` (int8, quantized_bytes). On a
 // GPU both directions are one fused kernel each (src/zero/quantize_kernels.cu), bit-identical to the ATen form used

@@ -98,10 +98,9 @@ void quantize_int8_cuda(const void* x, QuantType type, int64_t n, int64_t group,
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-void dequantize_int8_cuda(const int8_t* packed, int64_t rows, int64_t n, int64_t group, void* out, QuantType type,
-                          cudaStream_t stream) {
+void dequantize_int8_cuda(const int8_t* packed, int64_t rows, int64_t row, int64_t n, int64_t group, void* out,
+                          QuantType type, cudaStream_t stream) {
   if (rows * n == 0) return;
-  const int64_t row = n + 4 * (n / group);
   dispatch(type, [&](auto tag) {
     using T = decltype(tag);
     dequantize_kernel<T><<<cuda::grid_blocks(rows * n / kPer), kThreads, 0, stream>>>(packed, rows, row, n, group,

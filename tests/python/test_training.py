@@ -106,3 +106,9 @@ def test_wall_clock_breakdown_and_comms_logger(launch):
     assert out.count("[Rank 0] time (ms) | fwd_microstep: ") == 6, out  # every micro-step, rank 0 only
     assert out.count("[Rank 0] time (ms) | fwd: ") == 3, out             # every optimizer step
     assert out.count("Comm. Op") == 3, out  # rank 0: the table, the straggler table, the empty table after reset
+
+
+def test_zero_quantized_weights_train_quantized_but_users_read_exact_weights(launch):
+    # ZeRO++ qwZ on 2 gloo ranks: the 16-bit save and GatheredParameters give the exact weights, not int8 ones.
+    rc, out = launch("qwz_worker.py", 2)
+    assert_passed(rc, out, 2 * 4)

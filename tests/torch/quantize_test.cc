@@ -27,7 +27,7 @@ TEST(Quantize, LayoutIsValuesThenFloatScales) {
   const int64_t group = 4;
   const at::Tensor x = at::tensor({1.0f, -2.0f, 0.5f, 127.0f, 0.0f, 0.0f, 0.0f, 0.0f});
   at::Tensor packed = at::empty({quantized_bytes(8, group)}, at::kChar);
-  ASSERT_EQ(packed.numel(), 8 + 2 * 4);
+  ASSERT_EQ(packed.numel(), 16);  // 8 values + 2 scales = 16 bytes, already a multiple of 16
   quantize_int8_into(x, group, packed);
   // Block 0: scale 127 / 127 = 1, values round(x / 1); block 1 (all zero): scale 1, values 0.
   EXPECT_TRUE(at::equal(packed.narrow(0, 0, 8), at::tensor({1, -2, 0, 127, 0, 0, 0, 0}, at::kChar)));
@@ -49,13 +49,21 @@ TEST(Quantize, SixteenBitInputs) {
 }
 
 // On a GPU the fused kernels give the ATen form's bytes and values exactly, for fp32, bf16 and fp16 inputs.
+TEST(Quantize, RowsArePaddedTo16Bytes) {
+  // An odd number of groups: 3 x 2048 values + 3 scales = 6156 bytes, padded to 6160 with zeros.
+  EXPECT_EQ(quantized_bytes(3 * kQuantGroup, kQuantGroup), 6160);
+  at::Tensor packed = at::full({quantized_bytes(3 * kQuantGroup, kQuantGroup)}, 7, at::kChar);
+  quantize_int8_into(at::ones({3 * kQuantGroup}), kQuantGroup, packed);
+  EXPECT_TRUE(packed.narrow(0, 6156, 4).eq(0).all().item<bool>());
+}
+
 TEST(Quantize, CudaKernelsMatchTheAtenFormBitForBit) {
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
-  const int64_t group = kQuantGroup, n = 16 * group;
+  const int64_t group = kQuantGroup, groups = 15, n = groups * group;  // an odd group count: rows padded
   at::manual_seed(1);
   for (auto dtype : {at::kFloat, at::kBFloat16, at::kHalf}) {
     SCOPED_TRACE(c10::toString(dtype));
-    at::Tensor x = (at::randn({n}) * at::pow(10.0, at::arange(16).repeat_interleave(group) % 5 - 2)).to(dtype);
+    at::Tensor x = (at::randn({n}) * at::pow(10.0, at::arange(groups).repeat_interleave(group) % 5 - 2)).to(dtype);
     x.narrow(0, 3 * group, group).zero_();  // an all-zero block
     at::Tensor cpu = at::empty({quantized_bytes(n, group)}, at::kChar);
     quantize_int8_into(x, group, cpu);

@@ -247,6 +247,18 @@ TEST(Config, ZeroPlusPlusQuantizedWeightsAndHierarchicalPartitions) {
   std::string all;
   for (const auto& f : hpz.unsupported_features()) all += f + "\n";
   expect_contains(all, {"ZeRO++ hierarchical partitioning (hpZ) (zero_optimization.zero_hpz_partition_size = 4)"});
+  // hpZ must divide the world; below stage 3 it is a warning, not a refusal.
+  try {
+    Config::from_string(R"({"train_batch_size": 8, "zero_optimization": {"stage": 3, "zero_hpz_partition_size": 3}})",
+                        {.world_size = 8});
+    ADD_FAILURE() << "hpZ 3 of 8 ranks accepted";
+  } catch (const ConfigError& e) {
+    expect_contains(e.what(), {"zero_optimization.zero_hpz_partition_size", "3 does not divide the world size 8",
+                               "allowed: 1, the world size, or a divisor of it"});
+  }
+  const auto stage2 = parse_ok(R"({"train_batch_size": 8, "zero_optimization": {"stage": 2,
+      "zero_hpz_partition_size": 4}})", {.world_size = 8});
+  EXPECT_TRUE(stage2.unsupported_features().empty());
   // qwZ below stage 3 has nothing to quantize: a warning; quantized gradients (qgZ) are not implemented.
   const auto low = parse_ok(R"({"train_batch_size": 8, "zero_optimization": {"stage": 2, "zero_quantized_weights": true,
       "zero_quantized_gradients": true}})", {.world_size = 8});
