@@ -11,7 +11,6 @@
 #include <cstdio>
 #include <exception>
 #include <filesystem>
-#include <fstream>
 #include <stdexcept>
 #include <unordered_map>
 #include <unordered_set>
@@ -22,6 +21,7 @@
 #include "engine/autotuning_probe.h"
 #include "engine/flops_profiler.h"
 #include "engine/host_clock.h"
+#include "engine/memory_report.h"
 #include "engine/monitor.h"
 #include "engine/wall_clock.h"
 #include "lr/lr_schedule.h"
@@ -33,7 +33,6 @@
 #include "zero/zero_optimizer.h"
 #include "zerotrain/comms_logging.h"
 #include "zerotrain/dtype.h"
-#include "zerotrain/memory.h"
 #include "zerotrain/segmented.h"
 
 namespace zerotrain {
@@ -42,30 +41,6 @@ namespace {
 c10::Device default_device(const Comm& comm) {
   if (at::hasCUDA() && comm.backend() != "mpi" && comm.backend() != "gloo") return c10::Device(c10::kCUDA, rank_info_from_env().local_rank);
   return c10::Device(c10::kCPU);
-}
-
-// DeepSpeed's see_memory_usage (memory_breakdown: true), on rank 0: the device's allocated and reserved memory with
-// their peaks (then reset, as DeepSpeed does, so each report shows the peak since the previous one) and the host's
-// used memory.
-void see_memory_usage(const char* message, c10::Device device, bool reset_peak) {
-  const MemoryStats s = memory_stats(device);
-  constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
-  auto gb = [&](int64_t b) { return std::round(static_cast<double>(b) / kGiB * 100) / 100; };
-  std::ifstream meminfo("/proc/meminfo");
-  std::string key, unit;
-  int64_t kib = 0, total = 0, available = 0;
-  while (meminfo >> key >> kib >> unit) {
-    if (key == "MemTotal:") total = kib;
-    if (key == "MemAvailable:") available = kib;
-  }
-  const double used = static_cast<double>(total - available) * 1024;
-  fmt::print("{}\nMA {:g} GB         Max_MA {:g} GB         CA {:g} GB         Max_CA {:g} GB \n"
-             "CPU Virtual Memory:  used = {:g} GB, percent = {:g}%\n",
-             message, gb(s.current_bytes), gb(s.peak_bytes), gb(s.reserved_bytes),
-             std::round(static_cast<double>(s.peak_reserved_bytes) / kGiB), std::round(used / kGiB * 100) / 100,
-             total > 0 ? std::round(1000.0 * (total - available) / total) / 10 : 0.0);
-  std::fflush(stdout);
-  if (reset_peak) reset_peak_memory(device);
 }
 
 }  // namespace
@@ -101,7 +76,7 @@ struct Engine::Impl {
   bool memory_breakdown = false;                     // memory_breakdown on rank 0: see_memory_usage at each phase
   void memory(const char* message) const {
     // An autotuning experiment measures the peak itself: then the lines leave it alone.
-    if (memory_breakdown) see_memory_usage(message, device, /*reset_peak=*/probe == nullptr);
+    if (memory_breakdown) detail::see_memory_usage(message, device, /*reset_peak=*/probe == nullptr);
   }
   // A segment run by the engine's runner: the flops profiler (while it counts a forward) attributes its operators
   // to the segment's module.
