@@ -8,7 +8,9 @@
 //                           --comm single|env]   (env: under `zerotrain launch --no_local_rank`, every rank)
 //                                    one GPU: the engine's host CPU time per step on a model of 2B small tensors
 //                                    (--stages: a = stage 3 with a unit per block, not joined, b = joined up to
-//                                    25M elements; --count-ops: the
+//                                    25M elements, h / i = stages 3 / 2 with bf16.check_grad_overflow: the step
+//                                    reads the norm on the host first, as every bf16 step did before session 13;
+//                                    --count-ops: the
 //                                    TOP most called ATen operators of one step of each run;
 //                                    --zero-extra '"key": value, ...': more zero_optimization keys;
 //                                    --sample US: a sampling profile of each run's host CPU, every US microseconds

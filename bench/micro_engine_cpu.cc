@@ -2,6 +2,8 @@
 // mechanism (see micro_bench.cc).
 #include "micro_bench.h"
 
+#include <string_view>
+
 namespace zt_micro {
 
 // ---- engine_cpu ---------------------------------------------------------------------------------------------------
@@ -182,20 +184,24 @@ int bench_engine_cpu(int64_t blocks, int64_t width, int64_t tokens, int count_op
   }
   // --stages: the digits 0-3, 'a' for stage 3 with a unit per segment (stage3_module_granularity_threshold 0: the
   // stress model's blocks are not joined; run "zerotrain_stage3_apart"), 'b' for stage 3 with units joined up to
-  // 25M elements (half the default prefetch bucket, 4x the unset threshold; run "zerotrain_stage3_big").
+  // 25M elements (half the default prefetch bucket, 4x the unset threshold; run "zerotrain_stage3_big"), 'h' / 'i'
+  // for stages 3 / 2 with bf16.check_grad_overflow (the step waits to read the gradient norm on the host; runs
+  // "zerotrain_stage3_hostnorm" / "zerotrain_stage2_hostnorm").
   for (const char which : stages) {
-    if (which != 'a' && which != 'b' && (which < '0' || which > '3')) {
-      fmt::print(stderr, "micro_bench engine_cpu: --stages {}: allowed the digits 0-3, a and b\n", stages);
+    if (std::string_view("abhi").find(which) == std::string_view::npos && (which < '0' || which > '3')) {
+      fmt::print(stderr, "micro_bench engine_cpu: --stages {}: allowed the digits 0-3, a, b, h and i\n", stages);
       return 2;
     }
-    const int stage = which == 'a' || which == 'b' ? 3 : which - '0';
+    const bool host_norm = which == 'h' || which == 'i';
+    const int stage = which == 'a' || which == 'b' || which == 'h' ? 3 : which == 'i' ? 2 : which - '0';
     std::string extra_keys = zero_extra;
     if (which == 'a' || which == 'b') {
       extra_keys += std::string(extra_keys.empty() ? "" : ", ") + R"("stage3_module_granularity_threshold": )" +
                     (which == 'a' ? "0" : "25000000");
     }
     Run& r = runs.emplace_back();
-    r.name = fmt::format("zerotrain_stage{}{}{}", stage, which == 'a' ? "_apart" : which == 'b' ? "_big" : "", suffix);
+    r.name = fmt::format("zerotrain_stage{}{}{}", stage,
+                         which == 'a' ? "_apart" : which == 'b' ? "_big" : host_norm ? "_hostnorm" : "", suffix);
     r.zerotrain = true;
     r.model = std::make_shared<StressModel>(blocks, width);
     zerotrain::EngineOptions opts;
@@ -203,8 +209,9 @@ int bench_engine_cpu(int64_t blocks, int64_t width, int64_t tokens, int count_op
     opts.device = dev;
     r.engine = std::make_unique<zerotrain::Engine>(zerotrain::initialize(r.model, fmt::format(
         R"({{"train_micro_batch_size_per_gpu": 1, "optimizer": {{"type": "AdamW", "params": {{"lr": 1e-4,
-            "weight_decay": 0.01}}}}, "gradient_clipping": 1.0, "bf16": {{"enabled": true}},
-            "zero_optimization": {{"stage": {}, "overlap_comm": true{}}}}})", stage,
+            "weight_decay": 0.01}}}}, "gradient_clipping": 1.0, "bf16": {{"enabled": true{}}},
+            "zero_optimization": {{"stage": {}, "overlap_comm": true{}}}}})",
+        host_norm ? R"(, "check_grad_overflow": true)" : "", stage,
         (persistence < 0 ? std::string() : fmt::format(R"(, "stage3_param_persistence_threshold": {})", persistence)) +
             (extra_keys.empty() ? std::string() : ", " + extra_keys)),
         opts));

@@ -57,8 +57,10 @@ PYTHON="$(find_python)"
 torch_ok "$PYTHON" || { log "$PYTHON does not import torch==$TORCH_VERSION"; exit 1; }
 # What the tests and the Python package build need next to torch, when missing (the offline GPU machines have
 # pytest and transformers but cannot install anything: a failure there is only logged): pytest, scikit-build-core
-# (pip install .), transformers and accelerate (the Hugging Face tests).
-PY_PACKAGES=(pytest:pytest scikit_build_core:scikit-build-core transformers:transformers accelerate:accelerate)
+# (pip install .), transformers and accelerate (the Hugging Face tests), wandb and comet_ml (the monitors' tests, which
+# run their clients offline).
+PY_PACKAGES=(pytest:pytest scikit_build_core:scikit-build-core transformers:transformers accelerate:accelerate
+             wandb:wandb comet_ml:comet_ml)
 missing_py=()
 for entry in "${PY_PACKAGES[@]}"; do
   "$PYTHON" -c "import ${entry%%:*}" 2>/dev/null || missing_py+=("${entry#*:}")

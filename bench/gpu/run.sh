@@ -117,7 +117,8 @@ if [ "${ZT_MICRO:-1}" = 1 ]; then
       opt|layers|unit_floor) build-gpu/bench/micro_bench $m >"$OUT/micro_$m.log" 2>&1 ;;
       comm) "$ZT" launch --no_local_rank build-gpu/bench/micro_bench comm >"$OUT/micro_comm.log" 2>&1 ;;
       # ZT_SAMPLE=US: each run also under the host sampler (bench/host_sampler.h), a sample every US us of CPU.
-      # ZT_CPU_STAGES / ZT_CPU_WORLD_STAGES: engine_cpu's --stages for cpu / cpu_world (digits 0-3, a, b).
+      # ZT_CPU_STAGES / ZT_CPU_WORLD_STAGES: engine_cpu's --stages for cpu / cpu_world (digits 0-3, a, b; h / i:
+      # stages 3 / 2 with the step reading the gradient norm on the host, bf16.check_grad_overflow).
       cpu) build-gpu/bench/micro_bench engine_cpu --stages "${ZT_CPU_STAGES:-0123a}" \
              ${ZT_COUNT_OPS:+--count-ops $ZT_COUNT_OPS} ${ZT_SAMPLE:+--sample $ZT_SAMPLE} \
              ${ZT_ZERO_EXTRA:+--zero-extra "$ZT_ZERO_EXTRA"} \

@@ -281,6 +281,9 @@ struct MonitorConfig {
   std::string tensorboard_output_path, tensorboard_job_name = "DeepSpeedJobName";
   bool csv = false;
   std::string csv_output_path, csv_job_name = "DeepSpeedJobName";
+  // wandb.enabled / comet.enabled: logged by the Python package's clients (EngineOptions::monitor_sink); the engine
+  // refuses them without a sink.
+  bool wandb = false, comet = false;
 };
 
 // One effective key: its value, and where it came from.

@@ -25,9 +25,11 @@
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "zerotrain/comm.h"
 #include "zerotrain/config.h"
+#include "zerotrain/monitor.h"
 
 namespace zerotrain {
 
@@ -52,6 +54,9 @@ struct EngineOptions {
   // Forward + backward FLOPs of one sample, when the program knows them (`zerotrain train` does for its built-in
   // models): an autotuning experiment then reports FLOPS_per_gpu, which autotuning.metric "flops" ranks by.
   std::optional<double> flops_per_sample;
+  // Receives rank 0's monitor events besides csv_monitor / tensorboard: the Python package's wandb and comet monitors
+  // (python/zerotrain/monitor.py). A config with wandb.enabled or comet.enabled needs one (ConfigError without).
+  MonitorSink monitor_sink;
 };
 
 // Thrown by Engine::backward / Engine::step on every rank when the run is an autotuning experiment that has written
@@ -113,7 +118,14 @@ class Engine {
   // problem. Every rank must call it.
   std::string load_checkpoint(const std::string& load_dir, const std::string& tag = "");
 
-  std::optional<double> get_global_grad_norm() const;  // unscaled, before clipping, of the last optimizer step
+  // Rank 0: writes `events` to every enabled monitor (csv_monitor, tensorboard, and EngineOptions::monitor_sink's
+  // wandb / comet), as DeepSpeed's engine.monitor.write_events; steps are sample counts. Other ranks: nothing.
+  void write_monitor_events(const std::vector<MonitorEvent>& events);
+  // The global gradient norm of the last optimizer step (unscaled, before clipping); reading it makes the host wait
+  // for that step's backward. The _tensor form is a copy of the same value, a 0-dim double tensor on the device
+  // (undefined before the first step): for logging without waiting.
+  std::optional<double> get_global_grad_norm() const;
+  at::Tensor get_global_grad_norm_tensor() const;
   double get_lr() const;                               // learning rate of the next optimizer step
   // Sets the learning rate of the next optimizer steps, in place of the config's schedule (a client schedule, such
   // as a Python lr_scheduler object, steps it). Throws std::invalid_argument unless lr is finite and >= 0.
@@ -174,7 +186,8 @@ class Engine {
     Engine& engine;
   };
   at::Tensor cast_tensor(const at::Tensor& t) const;
-  void log_wall_clock(bool boundary);  // step()'s end with wall_clock_breakdown
+  // step()'s end with wall_clock_breakdown; appends the timers' monitor events at a boundary
+  void log_wall_clock(bool boundary, std::vector<MonitorEvent>& events);
   template <typename T>
   decltype(auto) cast_input(T&& v) const {
     if constexpr (std::is_same_v<std::decay_t<T>, at::Tensor>) {

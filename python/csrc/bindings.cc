@@ -93,7 +93,7 @@ class PyEngine {
   PyEngine(const std::vector<ModuleEntry>& modules, std::vector<std::vector<at::Tensor>> segments,
            const std::string& config, const std::string& group_name, const std::string& device, RunInfo run,
            std::vector<std::pair<at::Tensor, double>> weight_decay,
-           std::vector<std::pair<at::Tensor, double>> lr_scale) {
+           std::vector<std::pair<at::Tensor, double>> lr_scale, MonitorSink monitor_sink) {
     auto model = std::make_shared<MirrorModule>(modules, std::move(segments));
     EngineOptions options;
     options.comm = group_name.empty() ? make_single_comm() : make_process_group_comm(group_name);
@@ -102,6 +102,7 @@ class PyEngine {
     options.run = std::move(run);
     options.weight_decay = std::move(weight_decay);
     options.lr_scale = std::move(lr_scale);
+    options.monitor_sink = std::move(monitor_sink);
     engine_ = std::make_unique<Engine>(std::static_pointer_cast<torch::nn::Module>(model), torch::nn::AnyModule(),
                                        config, std::move(options));
   }
@@ -229,15 +230,30 @@ PYBIND11_MODULE(_C, m) {
       .def(py::init([](const std::vector<ModuleEntry>& modules, std::vector<std::vector<at::Tensor>> segments,
                        const std::string& config, const std::string& group_name, const std::string& device,
                        const py::dict& run_info, std::vector<std::pair<at::Tensor, double>> weight_decay,
-                       std::vector<std::pair<at::Tensor, double>> lr_scale) {
+                       std::vector<std::pair<at::Tensor, double>> lr_scale, const py::object& monitor) {
              RunInfo run = PyEngine::to_run_info(run_info);  // Python objects: with the GIL
-             py::gil_scoped_release release;                 // collectives: without it
+             MonitorSink sink;
+             if (!monitor.is_none()) {
+               // The engine calls it from step() (the GIL released there); the callable is released with the GIL.
+               std::shared_ptr<py::object> fn(new py::object(monitor), [](py::object* o) {
+                 py::gil_scoped_acquire gil;
+                 delete o;
+               });
+               sink = [fn](const std::vector<MonitorEvent>& events) {
+                 py::gil_scoped_acquire gil;
+                 py::list batch;
+                 for (const MonitorEvent& e : events) batch.append(py::make_tuple(e.name, e.value, e.step));
+                 (*fn)(batch);
+               };
+             }
+             py::gil_scoped_release release;  // collectives: without it
              return std::make_unique<PyEngine>(modules, std::move(segments), config, group_name, device,
-                                               std::move(run), std::move(weight_decay), std::move(lr_scale));
+                                               std::move(run), std::move(weight_decay), std::move(lr_scale),
+                                               std::move(sink));
            }),
            py::arg("modules"), py::arg("segments"), py::arg("config"), py::arg("group_name"), py::arg("device"),
            py::arg("run_info"), py::arg("weight_decay") = std::vector<std::pair<at::Tensor, double>>{},
-           py::arg("lr_scale") = std::vector<std::pair<at::Tensor, double>>{})
+           py::arg("lr_scale") = std::vector<std::pair<at::Tensor, double>>{}, py::arg("monitor") = py::none())
       .def("begin_forward", [](PyEngine& e) { e.get().begin_forward(); }, py::call_guard<py::gil_scoped_release>())
       .def("end_forward", [](PyEngine& e) { e.get().end_forward(); }, py::call_guard<py::gil_scoped_release>())
       .def("begin_segment", [](PyEngine& e, int64_t index, bool record) { e.get().begin_segment(index, record); },
@@ -276,7 +292,20 @@ PYBIND11_MODULE(_C, m) {
            py::call_guard<py::gil_scoped_release>())
       .def("gathered", [](PyEngine& e, std::optional<int> modifier_rank) { return PyGathered(e, modifier_rank); },
            py::keep_alive<0, 1>())
-      .def("get_global_grad_norm", [](PyEngine& e) { return e.get().get_global_grad_norm(); })
+      .def("write_monitor_events",
+           [](PyEngine& e, const std::vector<std::tuple<std::string, double, int64_t>>& events) {
+             std::vector<MonitorEvent> out;
+             for (const auto& [name, value, step] : events) out.push_back({name, value, step});
+             py::gil_scoped_release release;  // the sink takes it back for the Python clients
+             e.get().write_monitor_events(out);
+           })
+      .def("get_global_grad_norm", [](PyEngine& e) { return e.get().get_global_grad_norm(); },
+           py::call_guard<py::gil_scoped_release>())
+      .def("get_global_grad_norm_tensor", [](PyEngine& e) -> std::optional<at::Tensor> {
+        at::Tensor t = e.get().get_global_grad_norm_tensor();
+        if (!t.defined()) return std::nullopt;
+        return t;
+      })
       .def("get_lr", [](PyEngine& e) { return e.get().get_lr(); })
       .def("set_lr", [](PyEngine& e, double lr) { e.get().set_lr(lr); })
       .def("loss_scale", [](PyEngine& e) { return e.get().loss_scale(); })

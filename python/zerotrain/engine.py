@@ -17,6 +17,7 @@ from torch.utils import _pytree as pytree
 from . import _C
 from .comm import current_group, init_distributed
 from .config import config_to_dict
+from .monitor import MonitorMaster, start_clients
 
 # torch.optim classes the C++ engine implements, by the config's optimizer "type".
 _CLIENT_OPTIMIZERS = {
@@ -268,8 +269,12 @@ class ZeroTrainEngine(torch.nn.Module):
         self._groups = [g for g in groups if isinstance(g, dict)]  # initialize's param groups: optimizer.param_groups
         group_lrs = _per_group(self._groups, "lr")
         lr_scale = _lr_scales(group_lrs, effective)
+        # wandb / comet: their clients log rank 0's events, which the C++ engine hands over after each step.
+        self._monitor_clients = start_clients(effective, dist.get_rank(), device)
+        sink = self._monitor_clients.write_events if self._monitor_clients is not None else None
         self._engine = _C.Engine(_describe(model), [params for _, params in units], text, group_name, str(device),
-                                 run_info, list(weight_decay), lr_scale)
+                                 run_info, list(weight_decay), lr_scale, sink)
+        self.monitor = MonitorMaster(self, effective)
         # Per param group its lr over the engine's, where groups set different lrs (else None).
         scale_of = {id(p): s for p, s in lr_scale}
         self._group_lr_scales = [scale_of.get(id(g["params"][0]), 1.0) if g["params"] else 1.0
@@ -547,7 +552,14 @@ class ZeroTrainEngine(torch.nn.Module):
         return [lr * s for s in self._group_lr_scales] if self._group_lr_scales else [lr]
 
     def get_global_grad_norm(self):
+        """The last optimizer step's global gradient norm (unscaled, before clipping), as a float: waits for that
+        step's backward on the device. None before the first step."""
         return self._engine.get_global_grad_norm()
+
+    def get_global_grad_norm_tensor(self):
+        """The same norm as a 0-dim float64 tensor on the device, read without waiting (None before the first
+        step)."""
+        return self._engine.get_global_grad_norm_tensor()
 
     def train_batch_size(self):
         return self._engine.train_batch_size()

@@ -206,11 +206,15 @@ class Trainer(transformers.Trainer):
         return loss.detach() / engine.gradient_accumulation_steps()
 
     def _clip_grad_norm(self, model):
-        norm = self._zt_engine.get_global_grad_norm()
-        return torch.tensor(norm if norm is not None else 0.0)
+        # The device tensor: the Trainer reads it (.item()) only when it logs, so a step need not wait for backward.
+        norm = self._zt_engine.get_global_grad_norm_tensor()
+        return norm if norm is not None else torch.tensor(0.0)
 
     def _get_grad_norm(self, model, grad_norm=None):
-        norm = self._zt_engine.get_global_grad_norm()
+        # The device tensor as well (the Trainer's log reads it when it logs): no wait for the device every step.
+        if grad_norm is not None:
+            return grad_norm
+        norm = self._zt_engine.get_global_grad_norm_tensor()
         return norm if norm is not None else 0.0
 
     # --- checkpoints: the model's weights for from_pretrained, the engine's state for resuming ---

@@ -489,7 +489,7 @@ void build_typed(const JsonDocument& doc, Config::Data& data, Diagnostics& diag)
   Bf16Config& bf = data.bf16;
   bf.enabled = e.b("bf16.enabled", false);
   bf.immediate_grad_update = e.b("bf16.immediate_grad_update", false);
-  bf.check_grad_overflow = e.b("bf16.check_grad_overflow", true);
+  bf.check_grad_overflow = e.b("bf16.check_grad_overflow", false);
   if (f.enabled && bf.enabled) {
     diag.error("bf16.enabled", "fp16 and bf16 are both enabled; enable at most one (DeepSpeed asserts the same)");
   }
@@ -518,6 +518,8 @@ void build_typed(const JsonDocument& doc, Config::Data& data, Diagnostics& diag)
   mon.tensorboard_output_path = e.s("tensorboard.output_path");
   mon.tensorboard_job_name = e.s("tensorboard.job_name", mon.tensorboard_job_name);
   mon.csv = e.b("csv_monitor.enabled", false);
+  mon.wandb = e.b("wandb.enabled", false);
+  mon.comet = e.b("comet.enabled", false);
   mon.csv_output_path = e.s("csv_monitor.output_path");
   mon.csv_job_name = e.s("csv_monitor.job_name", mon.csv_job_name);
 

@@ -7,8 +7,6 @@
 namespace zerotrain::detail {
 
 namespace {
-constexpr std::string_view kWandb = "wandb monitor";
-constexpr std::string_view kComet = "comet monitor";
 constexpr std::string_view kActCkpt = "activation checkpointing config";
 }  // namespace
 
@@ -48,36 +46,32 @@ std::vector<KeySpec> schema_monitoring() {
       {.path = "csv_monitor.job_name", .type = KeyType::kString, .def = "\"DeepSpeedJobName\"",
        .doc = "Subdirectory of output_path for this job."},
       {.path = "wandb", .type = KeyType::kObject, .def = "", .doc = "Log training metrics to Weights & Biases."},
-      {.path = "wandb.enabled", .type = KeyType::kBool, .def = "false", .doc = "Send metrics to WandB.",
-       .feature = kWandb},
+      {.path = "wandb.enabled", .type = KeyType::kBool, .def = "false", .doc = "Send metrics to WandB."},
       {.path = "wandb.group", .type = KeyType::kString, .def = "", .doc = "WandB group the run belongs to.",
-       .rule = {.nullable = true}, .feature = kWandb},
+       .rule = {.nullable = true}},
       {.path = "wandb.team", .type = KeyType::kString, .def = "", .doc = "WandB team (entity) that owns the run.",
-       .rule = {.nullable = true}, .feature = kWandb},
-      {.path = "wandb.project", .type = KeyType::kString, .def = "\"deepspeed\"", .doc = "WandB project name.",
-       .feature = kWandb},
+       .rule = {.nullable = true}},
+      {.path = "wandb.project", .type = KeyType::kString, .def = "\"deepspeed\"", .doc = "WandB project name."},
       {.path = "comet", .type = KeyType::kObject, .def = "", .doc = "Log training metrics to Comet."},
-      {.path = "comet.enabled", .type = KeyType::kBool, .def = "false", .doc = "Send metrics to Comet.",
-       .feature = kComet},
+      {.path = "comet.enabled", .type = KeyType::kBool, .def = "false", .doc = "Send metrics to Comet."},
       {.path = "comet.samples_log_interval", .type = KeyType::kInt, .def = "100",
-       .doc = "Send metrics after every this many training samples.", .feature = kComet},
+       .doc = "Send metrics after every this many training samples."},
       {.path = "comet.project", .type = KeyType::kString, .def = "",
-       .doc = "Comet project name (null: Comet's own configuration).", .rule = {.nullable = true}, .feature = kComet},
+       .doc = "Comet project name (null: Comet's own configuration).", .rule = {.nullable = true}},
       {.path = "comet.workspace", .type = KeyType::kString, .def = "",
-       .doc = "Comet workspace name (null: Comet's own configuration).", .rule = {.nullable = true}, .feature = kComet},
+       .doc = "Comet workspace name (null: Comet's own configuration).", .rule = {.nullable = true}},
       {.path = "comet.api_key", .type = KeyType::kString, .def = "",
-       .doc = "Comet API key (null: Comet's own configuration).", .rule = {.nullable = true}, .feature = kComet},
+       .doc = "Comet API key (null: Comet's own configuration).", .rule = {.nullable = true}},
       {.path = "comet.experiment_name", .type = KeyType::kString, .def = "",
-       .doc = "Name given to the Comet experiment.", .rule = {.nullable = true}, .feature = kComet},
+       .doc = "Name given to the Comet experiment.", .rule = {.nullable = true}},
       {.path = "comet.experiment_key", .type = KeyType::kString, .def = "",
-       .doc = "Key of the Comet experiment (32 to 50 alphanumeric characters).", .rule = {.nullable = true},
-       .feature = kComet},
+       .doc = "Key of the Comet experiment (32 to 50 alphanumeric characters).", .rule = {.nullable = true}},
       {.path = "comet.online", .type = KeyType::kBool, .def = "",
        .doc = "Log to the Comet server (false: offline experiment; null: Comet's default, true).",
-       .rule = {.nullable = true}, .feature = kComet},
+       .rule = {.nullable = true}},
       {.path = "comet.mode", .type = KeyType::kString, .def = "",
        .doc = "How the experiment starts: get, create or get_or_create (null: Comet's default).",
-       .rule = {.nullable = true}, .feature = kComet},
+       .rule = {.nullable = true}},
 
       // comms_logger: comm/config.py (pydantic). The section's presence alone builds the config; enabled turns it on.
       {.path = "comms_logger", .type = KeyType::kObject, .def = "",

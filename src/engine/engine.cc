@@ -65,7 +65,7 @@ struct Engine::Impl {
   int64_t global_steps = 0;
   int64_t since_step = 0;                  // micro-steps since the last optimizer step (gradients accumulated)
   std::optional<bool> boundary_override;  // set_gradient_accumulation_boundary
-  std::optional<double> last_grad_norm;
+  at::Tensor last_grad_norm;  // 0-dim double on the device (StepResult::grad_norm); undefined before a step
   bool in_backward = false;
   std::unique_ptr<detail::AutotuningProbe> probe;  // an autotuning experiment's measuring, else null
   std::unique_ptr<detail::Monitor> monitor;        // csv_monitor / tensorboard on rank 0, else null
@@ -112,6 +112,7 @@ Engine::Engine(std::shared_ptr<torch::nn::Module> model, torch::nn::AnyModule fo
   m.config = Config::from_path_or_text(config, run);
   const Config& cfg = *m.config;
   cfg.require_supported();
+  detail::Monitor::require_clients(cfg.monitor(), static_cast<bool>(options.monitor_sink));
   // comms_logger: every collective from here on goes through the logging communicator (init's broadcasts too).
   if (cfg.logging().comms_logger.enabled) {
     configure_comms_logger(cfg.logging().comms_logger);
@@ -335,7 +336,7 @@ Engine::Engine(std::shared_ptr<torch::nn::Module> model, torch::nn::AnyModule fo
   facts.zero_stage = stage;
   facts.flops_per_sample = options.flops_per_sample;
   m.probe = detail::AutotuningProbe::make(cfg.autotuning(), facts);
-  if (m.comm->rank() == 0) m.monitor = detail::Monitor::make(cfg.monitor());
+  if (m.comm->rank() == 0) m.monitor = detail::Monitor::make(cfg.monitor(), options.monitor_sink);
   // The engine timers: wall_clock_breakdown's, or the global ones the flops profiler reads (as in DeepSpeed).
   const auto& fp = cfg.logging().flops_profiler;
   if (cfg.logging().wall_clock_breakdown || fp.enabled) {
@@ -463,6 +464,8 @@ void Engine::step() {
   m.memory("Engine before step");
   if (m.clock) m.clock->start(detail::WallClock::kStep);
   const bool boundary = is_gradient_accumulation_boundary();
+  // Written last, when the engine's state is whole: a monitor sink may throw (a Python client's error).
+  std::vector<detail::MonitorEvent> events;
   if (boundary) {
     const double lr = m.lr();
     // OneCycle cycles beta1 only for optimizers with betas; DeepSpeed turns cycle_momentum off for SGD/Adagrad.
@@ -479,24 +482,25 @@ void Engine::step() {
     if (m.monitor) {
       // DeepSpeed's events: the loss at the samples trained before this step, the others after it.
       const int64_t tbs = train_batch_size();
-      std::vector<detail::MonitorEvent> events;
-      if (m.loss_sum.defined()) events.push_back({"Train/Samples/train_loss", m.loss_sum.item<double>(), (m.global_steps - 1) * tbs});
+      if (m.loss_sum.defined()) {
+        events.push_back({"Train/Samples/train_loss", m.loss_sum.item<double>(), (m.global_steps - 1) * tbs});
+      }
       events.push_back({"Train/Samples/lr", m.lr(), m.global_steps * tbs});
       if (m.config->precision() == Precision::kFp16) {
         events.push_back({"Train/Samples/loss_scale", m.optimizer->loss_scale(), m.global_steps * tbs});
       }
-      m.monitor->write(events);
       m.loss_sum = at::Tensor();
     }
   }
   ++m.micro_steps;
   ++m.since_step;
-  if (m.clock) log_wall_clock(boundary);
+  if (m.clock) log_wall_clock(boundary, events);
+  if (m.monitor && !events.empty()) m.monitor->write(events);
   m.memory("Engine after step");
   if (m.probe && m.since_step == 0) m.probe->after_step(m.global_steps);
 }
 
-void Engine::log_wall_clock(bool boundary) {
+void Engine::log_wall_clock(bool boundary, std::vector<MonitorEvent>& events) {
   Impl& m = *impl_;
   m.clock->stop(detail::WallClock::kStep);
   // As DeepSpeed: the cache users read, the micro timers' line every step, the global ones' at the boundary (with
@@ -520,18 +524,21 @@ void Engine::log_wall_clock(bool boundary) {
       static const std::pair<const char*, const char*> kEvents[] = {
           {"fwd", "forward"}, {"bwd", "backward"}, {"bwd_inner", "backward_inner"},
           {"bwd_allreduce", "backward_allreduce"}, {"step", "step"}};
-      std::vector<detail::MonitorEvent> events;
       for (const auto& [timer, event] : kEvents) {
         if (auto it = m.clock_cache.find(timer); it != m.clock_cache.end()) {
           events.push_back({std::string("Train/Samples/elapsed_time_ms_") + event, it->second, global_samples()});
         }
       }
-      m.monitor->write(events);
     }
     const std::string global = m.clock->log(/*global=*/true);
     if (rank0 && !global.empty()) fmt::print("[Rank 0] {}\n", global);
   }
   if (rank0) std::fflush(stdout);
+}
+
+void Engine::write_monitor_events(const std::vector<MonitorEvent>& events) {
+  detail::HostScope host;
+  if (impl_->monitor) impl_->monitor->write(events);
 }
 
 std::map<std::string, double> Engine::wall_clock_timers() const {
@@ -573,7 +580,14 @@ void Engine::zero_grad() {
   }
 }
 
-std::optional<double> Engine::get_global_grad_norm() const { return impl_->last_grad_norm; }
+std::optional<double> Engine::get_global_grad_norm() const {
+  if (!impl_->last_grad_norm.defined()) return std::nullopt;
+  return impl_->last_grad_norm.item<double>();
+}
+at::Tensor Engine::get_global_grad_norm_tensor() const {
+  // A copy: the caller may change it in place; the engine's stays what the step computed.
+  return impl_->last_grad_norm.defined() ? impl_->last_grad_norm.clone() : at::Tensor();
+}
 double Engine::get_lr() const { return impl_->lr(); }
 
 void Engine::set_lr(double lr) {
@@ -686,7 +700,7 @@ std::string Engine::load_checkpoint(const std::string& load_dir, const std::stri
   m.since_step = 0;
   m.reducer->zero();
   if (m.units) m.units->after_step();
-  m.last_grad_norm.reset();
+  m.last_grad_norm = at::Tensor();
   return eng.value("client_state", nlohmann::json::object()).dump();
 }
 

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <stdexcept>
+#include <tuple>
 
 namespace zerotrain::detail {
 namespace {
@@ -98,9 +99,10 @@ std::string tensorboard_record(double wall_time, int64_t step, const std::string
   return record;
 }
 
-std::unique_ptr<Monitor> Monitor::make(const MonitorConfig& config) {
-  if (!config.csv && !config.tensorboard) return nullptr;
+std::unique_ptr<Monitor> Monitor::make(const MonitorConfig& config, MonitorSink sink) {
+  if (!config.csv && !config.tensorboard && !sink) return nullptr;
   std::unique_ptr<Monitor> m(new Monitor());
+  m->sink_ = std::move(sink);
   if (config.csv) {
     m->csv_dir_ = join(config.csv_output_path, config.csv_job_name);
     make_dirs(m->csv_dir_);
@@ -119,6 +121,20 @@ std::unique_ptr<Monitor> Monitor::make(const MonitorConfig& config) {
     std::fflush(m->tb_);
   }
   return m;
+}
+
+void Monitor::require_clients(const MonitorConfig& config, bool has_sink) {
+  if (has_sink) return;
+  std::vector<std::string> errors;
+  for (const auto& [on, key, what] : {std::tuple{config.wandb, "wandb.enabled", "Weights & Biases"},
+                                      std::tuple{config.comet, "comet.enabled", "Comet"}}) {
+    if (!on) continue;
+    errors.push_back(std::string(key) + " = true: " + what + " logs through its Python client, which this program "
+                     "does not bring (EngineOptions::monitor_sink is empty); train through the Python package "
+                     "(zerotrain.initialize or zerotrain.hf.Trainer), which sends the engine's events to it, or log "
+                     "the same events with \"tensorboard\" or \"csv_monitor\"");
+  }
+  if (!errors.empty()) throw ConfigError(errors);
 }
 
 Monitor::~Monitor() {
@@ -147,6 +163,7 @@ void Monitor::write(const std::vector<MonitorEvent>& events) {
     }
   }
   if (tb_ != nullptr) std::fflush(tb_);
+  if (sink_ && !events.empty()) sink_(events);
 }
 
 }  // namespace zerotrain::detail

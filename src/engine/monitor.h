@@ -1,4 +1,5 @@
-// DeepSpeed's monitors that write files: `csv_monitor` and `tensorboard` (monitor/csv_monitor.py, tensorboard.py).
+// DeepSpeed's monitors that write files: `csv_monitor` and `tensorboard` (monitor/csv_monitor.py, tensorboard.py);
+// `wandb` and `comet` through a MonitorSink (zerotrain/monitor.h: the Python package's clients).
 // Rank 0 writes (name, value, step) events after each optimizer step: Train/Samples/train_loss (the mean loss of the
 // step's micro-steps), Train/Samples/lr (the next step's learning rate) and, with fp16, Train/Samples/loss_scale; the
 // step is the number of samples trained (global_samples), as DeepSpeed logs them.
@@ -16,20 +17,20 @@
 #include <vector>
 
 #include "zerotrain/config.h"
+#include "zerotrain/monitor.h"
 
 namespace zerotrain::detail {
 
-struct MonitorEvent {
-  std::string name;  // "Train/Samples/train_loss"
-  double value = 0;
-  int64_t step = 0;
-};
+using MonitorEvent = zerotrain::MonitorEvent;
 
 class Monitor {
  public:
-  // Null when neither monitor is enabled. Creates the directories; throws std::runtime_error naming the path when it
-  // cannot.
-  static std::unique_ptr<Monitor> make(const MonitorConfig& config);
+  // Null when no file monitor is enabled and `sink` is empty. Creates the directories; throws std::runtime_error
+  // naming the path when it cannot.
+  static std::unique_ptr<Monitor> make(const MonitorConfig& config, MonitorSink sink = {});
+  // wandb / comet log through their Python clients: without a sink (a C++ program) a config that enables them is a
+  // ConfigError naming each key and what to use instead.
+  static void require_clients(const MonitorConfig& config, bool has_sink);
   ~Monitor();
   Monitor(const Monitor&) = delete;
   Monitor& operator=(const Monitor&) = delete;
@@ -41,6 +42,7 @@ class Monitor {
   std::string csv_dir_;  // empty: no csv monitor
   std::set<std::string> csv_files_;
   std::FILE* tb_ = nullptr;  // the event file, or null
+  MonitorSink sink_;         // wandb / comet (the Python package), or empty
 };
 
 // CRC-32C (Castagnoli) of `n` bytes, and TensorFlow's masking of it for record framing.

@@ -36,15 +36,22 @@ class AdamShardOptimizer final : public ShardOptimizer {
 
   void step(at::Tensor& param, const at::Tensor& grad, const StepArgs& args) override {
     check_step_inputs(adam_w_mode_ ? "AdamW" : "Adam", param, grad, numel_, device_, args);
-    step_runs(param, grad, args, effective_beta1(args, beta1_), 1.0, {});
+    step_runs(param, grad, args, effective_beta1(args, beta1_), 1.0, nullptr, {});
   }
 
-  void step_and_copy(at::Tensor& param, at::Tensor& grad, const StepArgs& args, double grad_multiplier,
+  void step_and_copy(at::Tensor& param, at::Tensor& grad, const StepArgs& args, const GradMultiplier& grad_multiplier,
                      const std::vector<ParamCopyRange>& copies) override {
     check_step_inputs(adam_w_mode_ ? "AdamW" : "Adam", param, grad, numel_, device_, args);
-    step_runs(param, grad, args, effective_beta1(args, beta1_), grad_multiplier, copies);
+    const at::Tensor& t = grad_multiplier.tensor;
+    TORCH_CHECK(!t.defined() || (t.numel() == 1 && t.scalar_type() == at::kFloat && t.device() == device_),
+                "Adam.step_and_copy: the gradient multiplier's tensor must be one fp32 element on ", device_, "; got ",
+                t.defined() ? t.toString() : "", " of ", t.defined() ? t.numel() : 0, " elements on ",
+                t.defined() ? t.device() : device_);
+    step_runs(param, grad, args, effective_beta1(args, beta1_), grad_multiplier.value,
+              t.defined() ? t.const_data_ptr<float>() : nullptr, copies);
   }
 
+  bool reads_multiplier_tensor() const override { return true; }
   bool steps_in_pieces() const override { return true; }
 
   void step_piece(at::Tensor& param, const at::Tensor& grad, const StepArgs& args, double grad_multiplier,
@@ -64,7 +71,8 @@ class AdamShardOptimizer final : public ShardOptimizer {
   }
 
  private:
-  AdamKernelArgs kernel_args(const StepArgs& args, double beta1, double grad_multiplier) const {
+  AdamKernelArgs kernel_args(const StepArgs& args, double beta1, double grad_multiplier,
+                             const float* grad_multiplier_device = nullptr) const {
     AdamKernelArgs a{
         .lr = static_cast<float>(args.lr),
         .beta1 = static_cast<float>(beta1),
@@ -77,6 +85,7 @@ class AdamShardOptimizer final : public ShardOptimizer {
         .bias_correction2 = 1.f,
         .adam_w_mode = adam_w_mode_,
         .grad_multiplier = static_cast<float>(grad_multiplier),
+        .grad_multiplier_device = grad_multiplier_device,
     };
     if (bias_correction_) {
       // 1 - beta^t from the fp32 betas, in double (DeepSpeed computes them on the host too)
@@ -115,8 +124,9 @@ class AdamShardOptimizer final : public ShardOptimizer {
 
   // One kernel per run of the shard: the copy ranges (sorted, disjoint) and the gaps between them.
   void step_runs(at::Tensor& param, const at::Tensor& grad, const StepArgs& args, double beta1,
-                 double grad_multiplier, const std::vector<ParamCopyRange>& copies) {
-    const AdamKernelArgs a = kernel_args(args, beta1, grad_multiplier);
+                 double grad_multiplier, const float* grad_multiplier_device,
+                 const std::vector<ParamCopyRange>& copies) {
+    const AdamKernelArgs a = kernel_args(args, beta1, grad_multiplier, grad_multiplier_device);
     std::vector<const ParamCopyRange*> order;
     for (const ParamCopyRange& c : copies) order.push_back(&c);
     std::sort(order.begin(), order.end(), [](auto* x, auto* y) { return x->offset < y->offset; });

@@ -63,6 +63,7 @@ __global__ void __launch_bounds__(cuda::kThreads)
     adam_kernel(float* __restrict__ param, const float* __restrict__ grad, float* __restrict__ exp_avg,
                 float* __restrict__ exp_avg_sq, Copy* __restrict__ copy, int64_t n, bool vectorize, AdamMath op) {
   constexpr bool kCopy = !std::is_void_v<Copy>;
+  if (op.a.grad_multiplier_device != nullptr) op.a.grad_multiplier *= *op.a.grad_multiplier_device;
   const int64_t thread = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
   const int64_t num_threads = int64_t{gridDim.x} * blockDim.x;
   const int64_t groups = vectorize ? n / cuda::kVec : 0;

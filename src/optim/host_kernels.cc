@@ -58,7 +58,7 @@ struct HostAdamConsts {
 };
 
 HostAdamConsts consts_of(const AdamKernelArgs& a) {
-  return {a.grad_multiplier,
+  return {a.grad_multiplier * (a.grad_multiplier_device != nullptr ? *a.grad_multiplier_device : 1.f),
           a.weight_decay,
           a.beta1,
           a.one_minus_beta1,

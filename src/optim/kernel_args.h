@@ -10,6 +10,9 @@ struct AdamKernelArgs {
   float bias_correction1, bias_correction2;  // 1 - beta^step, or 1 without bias correction
   bool adam_w_mode;                          // true: decoupled decay; false: L2 added to the gradient
   float grad_multiplier = 1.f;               // the gradient is read as grad * grad_multiplier (unscale and clip)
+  // Where set, one float in the kernel's own memory (device memory for the CUDA kernel) that grad_multiplier is
+  // multiplied by, read by the kernel: a clip factor computed on the device, which the host never waits for.
+  const float* grad_multiplier_device = nullptr;
 };
 
 // Where a kernel also writes the updated parameters, cast: `data` holds n elements of `dtype` (kNone: no copy).

@@ -117,9 +117,10 @@ void check_step_inputs(const char* optimizer, const at::Tensor& param, const at:
               args.beta1.value_or(0), "; allowed: a number >= 0 and < 1");
 }
 
-void ShardOptimizer::step_and_copy(at::Tensor& param, at::Tensor& grad, const StepArgs& args, double grad_multiplier,
-                                   const std::vector<ParamCopyRange>& copies) {
-  if (grad_multiplier != 1.0) grad.mul_(grad_multiplier);
+void ShardOptimizer::step_and_copy(at::Tensor& param, at::Tensor& grad, const StepArgs& args,
+                                   const GradMultiplier& grad_multiplier, const std::vector<ParamCopyRange>& copies) {
+  if (grad_multiplier.value != 1.0) grad.mul_(grad_multiplier.value);
+  if (grad_multiplier.tensor.defined()) grad.mul_(grad_multiplier.tensor);
   step(param, grad, args);
   for (const ParamCopyRange& c : copies) c.dest.copy_(param.narrow(0, c.offset, c.dest.numel()));
 }

@@ -38,6 +38,16 @@ struct ParamCopyRange {
   at::Tensor dest;
 };
 
+// The factor a step reads the gradient with (unscale and clip): grad * value * tensor. `tensor`: undefined, or one
+// fp32 element on the shard's device that the step reads there (a clip factor computed on the device, so that the
+// host does not wait for backward to finish before launching the step).
+struct GradMultiplier {
+  GradMultiplier(double v = 1.0) : value(v) {}  // NOLINT(google-explicit-constructor): a plain factor
+  GradMultiplier(double v, at::Tensor t) : value(v), tensor(std::move(t)) {}
+  double value;
+  at::Tensor tensor;
+};
+
 class ShardOptimizer {
  public:
   virtual ~ShardOptimizer() = default;
@@ -47,8 +57,10 @@ class ShardOptimizer {
   // step() on grad * grad_multiplier (the unscale-and-clip factor), then each range of `copies` written from the
   // updated shard. This form does it in passes (grad.mul_, step, copy_), so `grad` may change; optimizers with a
   // kernel that does it all in one pass over memory override it (Adam on CUDA).
-  virtual void step_and_copy(at::Tensor& param, at::Tensor& grad, const StepArgs& args, double grad_multiplier,
-                             const std::vector<ParamCopyRange>& copies);
+  virtual void step_and_copy(at::Tensor& param, at::Tensor& grad, const StepArgs& args,
+                             const GradMultiplier& grad_multiplier, const std::vector<ParamCopyRange>& copies);
+  // Whether step_and_copy reads a GradMultiplier's tensor inside its own kernel (no extra pass over the gradient).
+  virtual bool reads_multiplier_tensor() const { return false; }
   // Optimizers whose update is elementwise with a kernel that takes any range of the shard (Adam): an offloaded ZeRO
   // step pipelines the gradient's copy to the host, the update and the parameters' copy back, piece by piece.
   virtual bool steps_in_pieces() const { return false; }

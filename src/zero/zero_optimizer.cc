@@ -186,6 +186,25 @@ void ZeroOptimizer::load_master() {
   master_initialized_ = true;
 }
 
+double clip_multiplier(double norm, double clip, double scale) {
+  double combined = scale;
+  if (clip > 0) {
+    const double c = (norm + 1e-6) / clip;
+    if (c > 1) combined = c * scale;
+  }
+  return 1.0 / combined;
+}
+
+at::Tensor clip_multiplier_tensor(const at::Tensor& norm, double clip, double scale) {
+  const auto opts = norm.options().dtype(at::kDouble);
+  at::Tensor combined = at::full({}, scale, opts);
+  if (clip > 0) {
+    const at::Tensor c = at::div(norm.to(at::kDouble) + 1e-6, at::full({}, clip, opts));
+    combined = at::where(c > 1, c, at::ones_like(c)) * combined;
+  }
+  return at::reciprocal(combined).to(at::kFloat);
+}
+
 StepResult ZeroOptimizer::step(at::Tensor& grad, double lr, std::optional<double> beta1) {
   CommCaller caller("ZeroOptimizer::step");
   StepResult result;
@@ -193,29 +212,42 @@ StepResult ZeroOptimizer::step(at::Tensor& grad, double lr, std::optional<double
   // (stage 0 holds every gradient).
   at::Tensor sq = at::linalg_vector_norm(grad, 2).to(at::kDouble).pow(2).reshape({1});
   if (sharded_ && comm_->world_size() > 1) comm_->all_reduce(sq, ReduceOp::kSum);
-  double sum_sq = 0;
-  {
-    HostPause device_wait;  // the host waits for backward's kernels here: not host work (zerotrain/profile.h)
-    sum_sq = sq.item<double>();
-  }
-  const double scaled_norm = std::sqrt(sum_sq);
   const double scale = scaler_.scale();
-  result.grad_norm = scaled_norm / scale;
-  const bool overflow = !std::isfinite(scaled_norm);
-  if (check_overflow_) {
-    // LossScaler::update throws when the scale cannot go lower.
-    result.skipped = scaler_.update(overflow);
-    if (result.skipped) return result;
-  }
-  // DeepSpeed's unscale_and_clip_grads: one multiply that both unscales and clips.
-  double combined = scale;
-  if (clip_ > 0) {
-    const double c = (result.grad_norm + 1e-6) / clip_;
-    if (c > 1) combined = c * scale;
+  result.grad_norm = at::div(sq.sqrt(), at::full({}, scale, sq.options())).reshape({});  // exact: see clip_multiplier
+  // [Note: a step the host does not wait for] Where nothing on the host depends on the norm (no overflow check: bf16
+  // or fp32; the optimizer on the device, reading the clip factor in its own kernel; no L2 decay of a param group in
+  // the gradient's scale), DeepSpeed's unscale-and-clip factor is computed on the device, with the same double
+  // arithmetic as the host's, and the host goes on to the next forward while backward's last reductions run. The
+  // norm stays a device tensor until someone reads it (Engine::get_global_grad_norm).
+  const bool on_device = !check_overflow_ && !offload_ && optimizer_->reads_multiplier_tensor() &&
+                         (decay_runs_.empty() || decoupled_decay_);
+  GradMultiplier multiplier;
+  if (on_device) {
+    if (clip_ > 0) {
+      multiplier.tensor = clip_multiplier_tensor(result.grad_norm, clip_, scale);
+    } else {
+      multiplier.value = 1.0 / scale;
+    }
+  } else {
+    double sum_sq = 0;
+    {
+      HostPause device_wait;  // the host waits for backward's kernels here: not host work (zerotrain/profile.h)
+      sum_sq = sq.item<double>();
+    }
+    const double scaled_norm = std::sqrt(sum_sq);
+    const double grad_norm = scaled_norm / scale;
+    const bool overflow = !std::isfinite(scaled_norm);
+    if (check_overflow_) {
+      // LossScaler::update throws when the scale cannot go lower.
+      result.skipped = scaler_.update(overflow);
+      if (result.skipped) return result;
+    }
+    // DeepSpeed's unscale_and_clip_grads: one multiply that both unscales and clips.
+    multiplier.value = clip_multiplier(grad_norm, clip_, scale);
   }
   ++applied_steps_;
   if (offload_ && lr_runs_.empty() && decay_runs_.empty() && optimizer_->steps_in_pieces()) {
-    step_offloaded(grad, StepArgs{lr, applied_steps_, beta1}, 1.0 / combined);
+    step_offloaded(grad, StepArgs{lr, applied_steps_, beta1}, multiplier.value);
     gather();
     return result;
   }
@@ -229,16 +261,16 @@ StepResult ZeroOptimizer::step(at::Tensor& grad, double lr, std::optional<double
   // interpolation scales too: p0 + s (p1 - p0) = p0 (1 - s lr wd) - s lr u).
   std::vector<at::Tensor> before;
   for (const Run& run : lr_runs_) before.push_back(master_.narrow(0, run.offset, run.numel).clone());
-  correct_weight_decay(g, lr, 1.0 / combined);
+  correct_weight_decay(g, lr, multiplier.value);  // its L2 branch runs on the host path only (on_device above)
   const StepArgs args{lr, applied_steps_, beta1};
   if (lr_runs_.empty() && !offload_) {
     // One pass where the optimizer has a fused kernel: unscale/clip, update, and this rank's chunks of the training
     // parameters written from the updated master; then the chunks are all-gathered.
-    optimizer_->step_and_copy(master_, grad, args, 1.0 / combined, local_copies());
+    optimizer_->step_and_copy(master_, grad, args, multiplier, local_copies());
     gather();
     return result;
   }
-  optimizer_->step_and_copy(master_, g, args, 1.0 / combined, {});
+  optimizer_->step_and_copy(master_, g, args, multiplier, {});
   {
     at::NoGradGuard no_grad;
     for (size_t i = 0; i < lr_runs_.size(); ++i) {

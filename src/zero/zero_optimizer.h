@@ -33,8 +33,18 @@ namespace zerotrain::detail {
 
 struct StepResult {
   bool skipped = false;   // an inf/NaN gradient: parameters unchanged
-  double grad_norm = 0;   // global L2 norm of the unscaled gradients, before clipping
+  // The global L2 norm of the unscaled gradients, before clipping: 0-dim double on the gradients' device (reading
+  // it makes the host wait for backward; the step itself may not have: [Note: a step the host does not wait for]).
+  at::Tensor grad_norm;
 };
+
+// DeepSpeed's unscale-and-clip factor (unscale_and_clip_grads): a step reads grad * factor, factor =
+// 1 / (max((norm + 1e-6) / clip, 1) * scale), `norm` the unscaled global norm; clip <= 0: 1 / scale. A NaN norm clips
+// nothing (DeepSpeed's `if clip > 1`). The _tensor form computes the same double arithmetic on the norm's device
+// (dividing by device tensors: CUDA divides by a plain number as a multiplication by its reciprocal, one bit off) and
+// returns one fp32 element, equal to the host form's value cast to fp32, bit for bit.
+double clip_multiplier(double norm, double clip, double scale);
+at::Tensor clip_multiplier_tensor(const at::Tensor& norm, double clip, double scale);
 
 // Where the training-dtype parameters live.
 enum class ParamPlacement {

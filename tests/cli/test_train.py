@@ -176,6 +176,18 @@ def test_train_writes_deepspeed_csv_and_tensorboard_monitors(run, tmp_path):
     assert len(events) == 1 and events[0].stat().st_size > 6 * 2 * 40, events
 
 
+def test_train_refuses_wandb_and_comet_naming_the_key(run):
+    # The wandb / comet monitors log through their Python clients (the Python package has them); `zerotrain train`
+    # is C++: it refuses the config at startup, naming the key and what to use instead, before training anything.
+    config = json.dumps({"train_micro_batch_size_per_gpu": 2, "optimizer": {"type": "AdamW"},
+                         "wandb": {"enabled": True, "project": "p"}})
+    proc = run("train", "--config", config, "--model", "llama-tiny", "--seq", 32, "--steps", 2, "--ranks", 1,
+               "--device", "cpu")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "wandb.enabled = true" in proc.stderr and "zerotrain.initialize" in proc.stderr, proc.stderr
+    assert "tensorboard" in proc.stderr and "| loss" not in proc.stdout
+
+
 def test_train_comms_logger_and_wall_clock_breakdown_on_two_ranks(run):
     # DeepSpeed configs with the comms logger and the engine timers on: `zerotrain train` prints rank 0's timer lines
     # and, at the end, the summary of the collectives the engine issued (ZeRO-2: reduce-scatters every step,

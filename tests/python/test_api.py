@@ -1,5 +1,6 @@
 """zerotrain.initialize in this process (one rank): the DeepSpeed API surface and its errors."""
 import argparse
+import importlib.util
 import copy
 import json
 import warnings
@@ -321,3 +322,22 @@ def test_flops_profiler_counts_python_modules(tmp_path, stage):
     assert "depth 0:\n    params      - {'_Net': '81 '}" not in text  # params are printed stripped
     assert "depth 0:\n    params      - {'_Net': '81'}" in text, text
     assert "(attn): _Attn(" in text and "(proj): Linear(" in text, text
+
+
+def test_monitor_without_its_client_package_names_the_key(monkeypatch):
+    # "wandb": {"enabled": true} where the wandb package is missing: every rank fails alike at initialize (no rank
+    # left waiting in a collective), naming the key and the fix. Ranks other than 0 start no client (DeepSpeed logs
+    # from rank 0 only) but still hand the engine a sink.
+    import sys
+    from zerotrain.monitor import start_clients
+
+    assert start_clients({"wandb": {"enabled": False}, "comet": {}}, rank=0, device="cpu") is None
+    if importlib.util.find_spec("wandb") is not None:
+        other = start_clients({"wandb": {"enabled": True}}, rank=1, device="cpu")
+        assert other is not None and other._monitors == []
+        other.write_events([("Train/Samples/lr", 0.1, 8)])  # nothing to log to, nothing raised
+    for module, section in (("wandb", "wandb"), ("comet_ml", "comet")):
+        monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
+        for rank in (0, 1):
+            with pytest.raises(ImportError, match=rf"{section}.enabled = true: the {module} package is not installed"):
+                start_clients({section: {"enabled": True}}, rank=rank, device="cpu")

@@ -1,6 +1,8 @@
 """Python modules and Hugging Face models trained by the C++ engine on several gloo ranks, against unsharded
 torch training."""
 import importlib.util
+import json
+import zipfile
 
 import pytest
 
@@ -112,3 +114,94 @@ def test_zero_quantized_weights_train_quantized_but_users_read_exact_weights(lau
     # ZeRO++ qwZ on 2 gloo ranks: the 16-bit save and GatheredParameters give the exact weights, not int8 ones.
     rc, out = launch("qwz_worker.py", 2)
     assert_passed(rc, out, 2 * 4)
+
+
+def _wandb_records(path):
+    """The records of a wandb run file (wandb's offline format: LevelDB's log format, 32 KiB blocks of records framed
+    by a CRC, a little-endian length and a type, after a 7-byte ":W&B" header), each a Record proto."""
+    from wandb.proto import wandb_internal_pb2
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B", data[:7]
+    pos, block, pending, records = 7, 32768, b"", []
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        kind = data[pos + 6] if left >= 7 else 0
+        if kind == 0:  # the block's zero padding
+            pos += left
+            continue
+        length = int.from_bytes(data[pos + 4:pos + 6], "little")
+        chunk = data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        pending = chunk if kind in (1, 2) else pending + chunk  # FULL / FIRST start a record, MIDDLE / LAST extend it
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            records.append(record)
+    return records
+
+
+needs_clients = pytest.mark.skipif(importlib.util.find_spec("wandb") is None or importlib.util.find_spec("comet_ml")
+                                   is None, reason="wandb or comet_ml is not installed (scripts/bootstrap.sh installs them)")
+
+
+@needs_clients
+def test_wandb_and_comet_monitors_log_the_engine_events(launch, tmp_path, monkeypatch):
+    # DeepSpeed's "wandb" and "comet" sections, their real clients offline: rank 0 starts one run each and logs
+    # train_loss (rank 0's mean loss of the step, at the samples before it) and lr (at the samples after it) as
+    # DeepSpeed's WandbMonitor / CometMonitor do; comet only every samples_log_interval samples per metric.
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("COMET_OFFLINE_DIRECTORY", str(tmp_path / "comet"))
+    trained_file = tmp_path / "trained.json"
+    rc, out = launch("monitor_worker.py", 2, trained_file)
+    assert_passed(rc, out, 2 * 2)
+    trained = json.loads(trained_file.read_text())
+    tbs, losses, lrs = trained["train_batch_size"], trained["losses"], trained["lrs"]
+    assert tbs == 8 and len(losses) == 4 and trained["global_samples"] == 4 * tbs
+
+    runs = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 1, runs  # rank 0's run only
+    records = _wandb_records(runs[0])
+    run = next(r.run for r in records if r.WhichOneof("record_type") == "run")
+    assert (run.project, run.run_group, run.entity) == ("zt-monitor-test", "g1", "team1")
+    logged = {}
+    for r in records:
+        if r.WhichOneof("record_type") == "history":
+            for item in r.history.item:
+                key = item.key or "/".join(item.nested_key)
+                if not key.startswith("_"):
+                    logged[(key, r.history.step.num)] = json.loads(item.value_json)
+    assert {s for k, s in logged if k == "Train/Samples/train_loss"} == {0, tbs, 2 * tbs, 3 * tbs}, logged
+    for k, loss in enumerate(losses):
+        assert logged[("Train/Samples/train_loss", k * tbs)] == pytest.approx(loss, rel=1e-5)
+        assert logged[("Train/Samples/lr", (k + 1) * tbs)] == pytest.approx(lrs[k], rel=1e-9)
+    assert logged[("Train/Samples/custom", 4 * tbs)] == 1.5  # engine.monitor.write_events
+
+    zips = list((tmp_path / "comet").glob("*.zip"))
+    assert len(zips) == 1, zips
+    with zipfile.ZipFile(zips[0]) as z:
+        experiment = json.loads(z.read("experiment.json"))
+        messages = [json.loads(line) for line in z.read("messages.json").decode().splitlines() if line.strip()]
+    assert experiment["project_name"] == "zt-monitor-test"
+    metrics = {(m["payload"]["metric"]["metricName"], m["payload"]["metric"]["step"]): m["payload"]["metric"]
+               ["metricValue"] for m in messages if m.get("type") == "metric_msg"}
+    others = {(m["payload"]["key"], m["payload"]["value"]) for m in messages if m.get("type") == "log_other"}
+    assert ("Name", "monitored") in others, others  # comet.experiment_name
+    # samples_log_interval = 2 steps: each metric at its first sample count, then once 16 more samples went by
+    assert sorted(k for k in metrics if k[0].startswith("Train/Samples/") and k[0] != "Train/Samples/custom") == [
+        ("Train/Samples/lr", tbs), ("Train/Samples/lr", 3 * tbs),
+        ("Train/Samples/train_loss", 0), ("Train/Samples/train_loss", 2 * tbs)], metrics
+    assert metrics[("Train/Samples/train_loss", 2 * tbs)] == pytest.approx(losses[2], rel=1e-5)
+    assert metrics[("Train/Samples/custom", 4 * tbs)] == 1.5
+
+
+@needs_clients
+def test_a_monitor_that_fails_on_rank_0_stops_every_rank(launch, tmp_path, monkeypatch):
+    # Only rank 0 starts the clients: when comet refuses its config there (an experiment_key it cannot use), the other
+    # ranks must not wait for it in the engine's start-up collectives; every rank raises at initialize.
+    monkeypatch.setenv("COMET_OFFLINE_DIRECTORY", str(tmp_path / "comet"))
+    rc, out = launch("monitor_worker.py", 2, tmp_path / "unused.json", "bad_key", timeout=120)
+    assert_passed(rc, out, 2)
+    assert "COMET_EXPERIMENT_KEY is invalid" in out and "rank 0 could not start the comet monitor" in out, out[-4000:]

@@ -1,15 +1,28 @@
 // The Engine API on one rank: counters and accumulation boundaries, lr schedule, grad norm, loss scaling and
 // skipped steps, and the errors users hit.
 #include "zerotrain/engine.h"
+#include "zero/zero_optimizer.h"
 
 #include <ATen/ATen.h>
+#include <ATen/record_function.h>
 #include <c10/core/CPUAllocator.h>
 #include <gtest/gtest.h>
 #include <torch/nn/modules/linear.h>
 
 #include <atomic>
+#include <chrono>
 #include <cmath>
+#include <cstring>
+#include <functional>
 #include <limits>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#ifdef ZEROTRAIN_WITH_CUDA
+#include <ATen/cuda/Sleep.h>
+#include <c10/cuda/CUDAFunctions.h>
+#endif
 
 namespace zerotrain {
 namespace {
@@ -218,6 +231,156 @@ TEST(Engine, Fp16OverflowSkipsTheStepAndHalvesTheScale) {
   EXPECT_FALSE(at::equal(model->fc->weight, before));
   EXPECT_EQ(model->fc->weight.scalar_type(), at::kHalf);
 }
+
+// The value reads (Tensor::item, whose kernel is `aten::_local_scalar_dense`: the host waits for the device there)
+// that `fn` makes on this thread.
+thread_local int64_t t_value_reads = 0;
+std::unique_ptr<at::ObserverContext> count_value_read(const at::RecordFunction& fn) {
+  if (std::string_view(fn.name()) == "aten::_local_scalar_dense") ++t_value_reads;
+  return nullptr;
+}
+int64_t value_reads(const std::function<void()>& fn) {
+  t_value_reads = 0;
+  const at::CallbackHandle handle = at::addThreadLocalCallback(
+      at::RecordFunctionCallback(count_value_read).scopes({at::RecordScope::FUNCTION}));
+  fn();
+  at::removeCallback(handle);
+  return t_value_reads;
+}
+
+// "fp32", "bf16", "bf16_checked" (bf16.check_grad_overflow) or "fp16": the config's precision keys, with a comma.
+std::string precision_keys(const std::string& precision) {
+  if (precision == "fp16") return R"("fp16": {"enabled": true, "auto_cast": true}, )";
+  if (precision == "bf16") return R"("bf16": {"enabled": true}, )";
+  if (precision == "bf16_checked") return R"("bf16": {"enabled": true, "check_grad_overflow": true}, )";
+  return "";
+}
+
+// [Note: a step the host does not wait for]: with bf16 or fp32 and Adam, step() reads no value back from the device
+// (the clip factor is computed and read there); fp16's overflow check, and bf16's when asked for, read the norm.
+TEST(Engine, AStepReadsNoValueBackUnlessItChecksOverflow) {
+  for (int stage : {0, 1, 2, 3}) {
+    for (const std::string precision : {"fp32", "bf16", "bf16_checked", "fp16"}) {
+      LinearReg model;
+      auto engine = initialize(model.ptr(), R"({"train_batch_size": 1, )" + precision_keys(precision) +
+          R"("gradient_clipping": 1.0, "optimizer": {"type": "AdamW", "params": {"lr": 0.01}},
+          "zero_optimization": {"stage": )" + std::to_string(stage) + "}}", single_rank());
+      const auto dtype = precision.rfind("bf16", 0) == 0 ? at::kBFloat16 : at::kFloat;
+      const std::string what = "stage " + std::to_string(stage) + " " + precision;
+      for (int i = 0; i < 2; ++i) {
+        engine.backward(engine.forward(at::ones({1, 4}, dtype) * (i + 1), at::zeros({1, 1}, dtype)));
+        const int64_t reads = value_reads([&] { engine.step(); });
+        if (precision == "fp32" || precision == "bf16") {
+          EXPECT_EQ(reads, 0) << what << ": the step waited for the device";
+        } else {
+          EXPECT_GE(reads, 1) << what << ": the overflow check needs the norm on the host";
+        }
+        // The norm is there for whoever asks (then the host waits).
+        ASSERT_TRUE(engine.get_global_grad_norm().has_value()) << what;
+        EXPECT_GT(*engine.get_global_grad_norm(), 0) << what;
+        const at::Tensor norm = engine.get_global_grad_norm_tensor();
+        ASSERT_TRUE(norm.defined()) << what;
+        EXPECT_EQ(norm.dim(), 0) << what;
+        EXPECT_EQ(norm.item<double>(), *engine.get_global_grad_norm()) << what;
+      }
+    }
+  }
+}
+
+// DeepSpeed's unscale-and-clip factor computed on the device = the host's double arithmetic cast to fp32, bit for bit,
+// around the clip threshold, for clips whose reciprocal is inexact (a CUDA division by a number is a multiplication by
+// its reciprocal: one bit off), with a loss scale, and for an infinite (everything to 0) or NaN norm (no clipping, as
+// DeepSpeed's `if clip > 1`), on the CPU and on a GPU.
+TEST(ClipMultiplier, TheDeviceFormIsTheHostFormBitForBit) {
+  std::vector<c10::Device> devices{c10::Device(c10::kCPU)};
+  if (at::hasCUDA()) devices.emplace_back(c10::kCUDA, 0);
+  std::vector<double> norms{0, 1e-7, 0.05, 0.0500001, 0.3, 1, 1.0000005, 3.7, 5, 1e3, 6.02e23,
+                            std::numeric_limits<double>::infinity(), std::numeric_limits<double>::quiet_NaN()};
+  for (int i = 1; i < 200; ++i) norms.push_back(0.0137 * i * i);
+  for (const c10::Device& device : devices) {
+    for (double clip : {0.0, 0.05, 0.3, 1.0, 5.0, 7.1}) {
+      for (double scale : {1.0, 1024.0, 3.0}) {
+        for (double norm : norms) {
+          const float host = static_cast<float>(detail::clip_multiplier(norm, clip, scale));
+          const at::Tensor t = detail::clip_multiplier_tensor(
+              at::full({}, norm, at::TensorOptions(at::kDouble).device(device)), clip, scale);
+          ASSERT_EQ(t.scalar_type(), at::kFloat);
+          const float dev = t.item<float>();
+          EXPECT_EQ(std::memcmp(&host, &dev, sizeof(float)), 0)
+              << device << " norm " << norm << " clip " << clip << " scale " << scale << ": " << host << " vs " << dev;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(detail::clip_multiplier(std::numeric_limits<double>::quiet_NaN(), 1.0, 2.0), 0.5);
+  EXPECT_EQ(detail::clip_multiplier(std::numeric_limits<double>::infinity(), 1.0, 1.0), 0.0);
+}
+
+// The clip factor computed on the device is the host's, bit for bit: bf16 with check_grad_overflow (the host's path)
+// trains to the same parameters and norms, with a clip that acts at every step and an eps that makes Adam feel it.
+TEST(Engine, ClippingOnTheDeviceEqualsClippingOnTheHost) {
+  for (int stage : {0, 1, 2, 3}) {
+    const auto train = [&](const std::string& precision, double clip) {
+      LinearReg model = filled_model(0.25);
+      auto engine = initialize(model.ptr(), R"({"train_batch_size": 1, )" + precision_keys(precision) +
+          R"("gradient_clipping": )" + std::to_string(clip) + R"(, "optimizer": {"type": "AdamW", "params":
+          {"lr": 0.1, "eps": 0.1, "weight_decay": 0.01}}, "zero_optimization": {"stage": )" +
+          std::to_string(stage) + "}}", single_rank());
+      std::vector<double> norms;
+      for (int i = 0; i < 4; ++i) {
+        const at::Tensor x = (at::arange(4, at::kFloat) * 0.5 + i).reshape({1, 4}).to(at::kBFloat16);
+        engine.backward(engine.forward(x, at::full({1, 1}, -1.0 * i).to(at::kBFloat16)));
+        engine.step();
+        norms.push_back(*engine.get_global_grad_norm());
+      }
+      std::vector<at::Tensor> params;
+      for (const auto& p : model->parameters()) params.push_back(p.detach().to(at::kFloat).clone());
+      return std::make_pair(params, norms);
+    };
+    const auto device = train("bf16", 0.05), host = train("bf16_checked", 0.05), unclipped = train("bf16", 0);
+    const std::string what = "stage " + std::to_string(stage);
+    EXPECT_EQ(device.second, host.second) << what;
+    for (size_t i = 0; i < device.first.size(); ++i) {
+      EXPECT_TRUE(at::equal(device.first[i], host.first[i])) << what << ", parameter " << i;
+    }
+    EXPECT_GT(device.second.front(), 0.05) << what << ": the clip must act";
+    EXPECT_FALSE(at::equal(device.first[0], unclipped.first[0])) << what << ": clipping changed nothing";
+  }
+}
+
+#ifdef ZEROTRAIN_WITH_CUDA
+// On a GPU, step() returns while backward's kernels still run: a second of device work queued behind backward does
+// not hold the host (the step's kernels queue behind it).
+TEST(Engine, AStepOnAGpuReturnsBeforeBackwardEnds) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no GPU";
+  for (int stage : {1, 3}) {
+    LinearReg model = filled_model(0.25);
+    EngineOptions opts;
+    opts.comm = make_single_comm();
+    opts.device = c10::Device(c10::kCUDA, 0);
+    auto engine = initialize(model.ptr(), R"({"train_batch_size": 1, "bf16": {"enabled": true},
+        "gradient_clipping": 1.0, "optimizer": {"type": "AdamW", "params": {"lr": 0.01}},
+        "zero_optimization": {"stage": )" + std::to_string(stage) + "}}", opts);
+    const auto bf = at::TensorOptions(at::kBFloat16).device(opts.device);
+    const auto micro_step = [&](bool sleep) {
+      engine.backward(engine.forward(at::ones({1, 4}, bf), at::zeros({1, 1}, bf)));
+      if (sleep) at::cuda::sleep(int64_t{2'000'000'000});  // ~1 s at 2 GHz, on the current stream
+      const auto t0 = std::chrono::steady_clock::now();
+      engine.step();
+      return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    };
+    micro_step(false);
+    c10::cuda::device_synchronize();
+    const auto t0 = std::chrono::steady_clock::now();
+    const double step_s = micro_step(true);
+    c10::cuda::device_synchronize();
+    const double total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_GT(total_s, 0.3) << "stage " << stage << ": the queued sleep was too short to tell";
+    EXPECT_LT(step_s, total_s / 3) << "stage " << stage << ": step() waited " << step_s << " s of " << total_s;
+    EXPECT_GT(*engine.get_global_grad_norm(), 0);
+  }
+}
+#endif
 
 TEST(Engine, Errors) {
   LinearReg model;

@@ -169,5 +169,47 @@ TEST(Monitor, CsvAndTensorboardGetTheLossLrAndLossScaleOfEveryStep) {
   EXPECT_EQ(scalars[5].tag, "Train/Samples/loss_scale");
 }
 
+// wandb / comet log through their Python clients: a program that brings a MonitorSink (the Python package) gets rank
+// 0's events in it, the same events the file monitors write; one that does not is refused at startup, naming the key.
+TEST(Monitor, WandbAndCometGoToTheProgramsSinkOrAreRefusedWithout) {
+  const std::string config = R"({"train_micro_batch_size_per_gpu": 2, "gradient_clipping": 0,
+      "optimizer": {"type": "SGD", "params": {"lr": 0.01}}, "wandb": {"enabled": true}, "comet": {"enabled": true}})";
+  Reg model;
+  EngineOptions o;
+  o.comm = make_single_comm();
+  o.device = c10::Device(c10::kCPU);
+  try {
+    initialize(model.ptr(), config, o);
+    ADD_FAILURE() << "wandb without a sink was accepted";
+  } catch (const ConfigError& e) {
+    const std::string what = e.what();
+    for (const char* part : {"wandb.enabled = true", "comet.enabled = true", "Python client", "zerotrain.initialize",
+                             "tensorboard"}) {
+      EXPECT_NE(what.find(part), std::string::npos) << part << " in: " << what;
+    }
+  }
+  std::vector<MonitorEvent> received;
+  o.monitor_sink = [&](const std::vector<MonitorEvent>& events) {
+    received.insert(received.end(), events.begin(), events.end());
+  };
+  auto engine = initialize(model.ptr(), config, o);
+  std::vector<double> losses;
+  for (int step = 0; step < 3; ++step) {
+    const at::Tensor loss = engine.forward(at::full({2, 4}, 0.1 * (step + 1)));
+    losses.push_back(loss.item<double>());
+    engine.backward(loss);
+    engine.step();
+  }
+  ASSERT_EQ(received.size(), 6u);  // per step: the loss at the samples before it, the lr at the samples after it
+  for (int step = 0; step < 3; ++step) {
+    EXPECT_EQ(received[2 * step].name, "Train/Samples/train_loss");
+    EXPECT_EQ(received[2 * step].step, 2 * step);
+    EXPECT_NEAR(received[2 * step].value, losses[step], 1e-6 * losses[step]);
+    EXPECT_EQ(received[2 * step + 1].name, "Train/Samples/lr");
+    EXPECT_EQ(received[2 * step + 1].step, 2 * (step + 1));
+    EXPECT_DOUBLE_EQ(received[2 * step + 1].value, 0.01);
+  }
+}
+
 }  // namespace
 }  // namespace zerotrain

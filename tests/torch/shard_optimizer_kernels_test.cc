@@ -180,6 +180,33 @@ TEST(ShardOptimizerCudaKernels, AdamStepAndCopyMatchesPasses) {
       }
     }
   }
+  // The multiplier read from device memory by the kernel (a clip factor the host never saw) = the same number passed
+  // as an argument, bit for bit.
+  {
+    OptimizerConfig cfg;
+    cfg.kind = OptimizerKind::kAdamW;
+    cfg.lr = 1e-3;
+    at::manual_seed(8);
+    at::Tensor p1 = at::randn({n}, cuda), p2 = p1.clone();
+    auto by_tensor = make_shard_optimizer(cfg, p1, {}, 1, nullptr);
+    auto by_number = make_shard_optimizer(cfg, p2, {}, 1, nullptr);
+    at::Tensor d1 = at::zeros({300'001}, cuda.dtype(at::kBFloat16)), d2 = d1.clone();
+    for (int t = 1; t <= 3; ++t) {
+      at::Tensor g1 = at::randn({n}, cuda) * 8, g2 = g1.clone();
+      by_tensor->step_and_copy(p1, g1, StepArgs{cfg.lr, t, {}}, GradMultiplier(1.0, at::full({}, 0.3f, cuda)),
+                               {{5, d1}});
+      by_number->step_and_copy(p2, g2, StepArgs{cfg.lr, t, {}}, double{0.3f}, {{5, d2}});
+    }
+    EXPECT_TRUE(at::equal(p1, p2)) << (p1 - p2).abs().max().item<float>();
+    EXPECT_TRUE(at::equal(d1, d2));
+    at::Tensor g = at::randn({n}, cuda);
+    try {
+      by_tensor->step_and_copy(p1, g, StepArgs{cfg.lr, 4, {}}, GradMultiplier(1.0, at::full({}, 0.3f)), {});
+      ADD_FAILURE() << "a host multiplier accepted for a device shard";
+    } catch (const c10::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("must be one fp32 element on cuda:0"), std::string::npos) << e.what();
+    }
+  }
   OptimizerConfig cfg;
   cfg.kind = OptimizerKind::kAdamW;
   at::Tensor p = at::randn({100}, cuda), g = at::randn({100}, cuda);

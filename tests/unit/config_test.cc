@@ -32,6 +32,7 @@ TEST(Config, DeepSpeedCodeDefaults) {
   EXPECT_EQ(cfg.fp16().loss_scale_window, 1000);
   EXPECT_EQ(cfg.fp16().hysteresis, 2);
   EXPECT_FALSE(cfg.fp16().dynamic_args_given);
+  EXPECT_FALSE(cfg.bf16().check_grad_overflow);  // DeepSpeedBF16Config (runtime/precision_config.py)
   EXPECT_EQ(cfg.precision(), Precision::kFp32);
   EXPECT_EQ(cfg.optimizer().kind, OptimizerKind::kNone);
   EXPECT_EQ(cfg.aio().block_size, 1'048'576);
@@ -192,21 +193,35 @@ TEST(Config, ScientificNotationForIntegers) {
 TEST(Config, UnsupportedFeaturesAreListedNotIgnored) {
   const auto cfg = parse_ok(R"({"train_batch_size": 4,
       "sparse_attention": {"mode": "fixed"},
-      "wandb": {"enabled": true},
       "zero_optimization": {"stage": 3, "offload_optimizer": {"device": "nvme", "nvme_path": "/tmp"},
                             "offload_param": {"device": "nvme", "nvme_path": "/tmp"}},
       "optimizer": {"type": "OneBitAdam"},
       "scheduler": {"type": "StepLR", "params": {"step_size": 10}}})");
   std::string all;
   for (const auto& f : cfg.unsupported_features()) all += f + "\n";
-  expect_contains(all, {"sparse attention", "wandb monitor", "optimizer OneBitAdam", "LR schedule StepLR"});
+  expect_contains(all, {"sparse attention", "optimizer OneBitAdam", "LR schedule StepLR"});
   EXPECT_EQ(all.find("NVMe"), std::string::npos) << "offload to NVMe is implemented (zero/swap_file.h)";
   try {
     cfg.require_supported();
     ADD_FAILURE() << "require_supported should throw";
   } catch (const ConfigError& e) {
-    expect_contains(e.what(), {"zerotrain does not support sparse attention", "wandb monitor"});
+    expect_contains(e.what(), {"zerotrain does not support sparse attention", "optimizer OneBitAdam"});
   }
+}
+
+// wandb and comet are read (the Python package logs through their clients: EngineOptions::monitor_sink), not listed
+// as unsupported; their sections keep DeepSpeed's defaults.
+TEST(Config, WandbAndCometAreReadForThePythonPackage) {
+  const auto cfg = parse_ok(R"({"train_batch_size": 4, "wandb": {"enabled": true, "team": "t"},
+      "comet": {"enabled": true, "samples_log_interval": 8, "online": false}})");
+  EXPECT_TRUE(cfg.unsupported_features().empty()) << cfg.unsupported_features().front();
+  EXPECT_TRUE(cfg.monitor().wandb);
+  EXPECT_TRUE(cfg.monitor().comet);
+  EXPECT_EQ(effective(cfg, "wandb.project"), "\"deepspeed\"");  // WandbConfig.project
+  EXPECT_EQ(effective(cfg, "comet.samples_log_interval"), "8");
+  const auto off = parse_ok(R"({"train_batch_size": 4, "wandb": {"enabled": false}})");
+  EXPECT_FALSE(off.monitor().wandb);
+  EXPECT_FALSE(off.monitor().comet);
 }
 
 TEST(Config, LoggingSectionsAreRead) {
