@@ -8,7 +8,6 @@ wandb logs each at its sample count as the step, comet logs a metric again only 
 samples.
 """
 
-import importlib
 import importlib.util
 import weakref
 
